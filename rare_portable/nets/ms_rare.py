@@ -1,0 +1,245 @@
+"""RARE as a MindSpore `nn.Cell`, block for block the mirror of `torch_rare.py`.
+
+Attribute paths give MindOCR's parameter names exactly, so MindOCR checkpoints load unchanged.
+Differences from the PyTorch file are the ones the frameworks force (pad_mode='same', Dense, Cell).
+"""
+from __future__ import annotations
+
+from typing import Dict
+
+import numpy as np
+import mindspore as ms
+from mindspore import Parameter, Tensor, nn, ops
+
+from ..spec import BackboneSpec, HeadSpec, ModelSpec, NeckSpec, TransformSpec
+from .common import BN_EPS, MS_BN_MOMENTUM, tps_matrices
+
+
+def _batch_norm(channels: int, dims: int = 2) -> nn.Cell:
+    cls = nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d
+    return cls(channels, eps=BN_EPS, momentum=MS_BN_MOMENTUM)
+
+
+class ConvNormLayer(nn.Cell):
+    """conv (no bias) + BN (+ ReLU); `is_vd_mode` puts a strided average pool in front ("ResNet-D")."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride=(1, 1), is_vd_mode=False, act=False):
+        super().__init__()
+        self.is_vd_mode = is_vd_mode
+        self.pool = nn.AvgPool2d(stride, stride) if is_vd_mode else None
+        self.conv = nn.Conv2d(cin, cout, kernel, 1 if is_vd_mode else stride, pad_mode="pad",
+                              padding=(kernel - 1) // 2, has_bias=False)
+        self.norm = _batch_norm(cout)
+        self.act = act
+
+    def construct(self, x):
+        if self.is_vd_mode:
+            x = self.pool(x)
+        y = self.norm(self.conv(x))
+        if self.act:
+            y = ops.relu(y)
+        return y
+
+
+class BasicBlock(nn.Cell):
+    def __init__(self, cin: int, cout: int, stride, shortcut: bool, is_first: bool):
+        super().__init__()
+        self.conv0 = ConvNormLayer(cin, cout, 3, stride, act=True)
+        self.conv1 = ConvNormLayer(cout, cout, 3)
+        self.shortcut = shortcut
+        if not shortcut:
+            self.short = ConvNormLayer(cin, cout, 1, stride, is_vd_mode=not is_first and stride[0] != 1)
+
+    def construct(self, x):
+        short = x if self.shortcut else self.short(x)
+        return ops.relu(short + self.conv1(self.conv0(x)))
+
+
+class RecResNet(nn.Cell):
+    def __init__(self, spec: BackboneSpec):
+        super().__init__()
+        s0, s1, s2 = spec.stem_channels
+        self.conv1_1 = ConvNormLayer(spec.in_channels, s0, 3, act=True)
+        self.conv1_2 = ConvNormLayer(s0, s1, 3, act=True)
+        self.conv1_3 = ConvNormLayer(s1, s2, 3, act=True)
+        self.maxpool2d_1 = nn.MaxPool2d(kernel_size=3, stride=2, pad_mode="same")
+        blocks, cin = [], s2
+        for stage, (depth, cout) in enumerate(zip(spec.depths, spec.widths)):
+            for i in range(depth):
+                stride = spec.stage_stride(stage) if i == 0 else (1, 1)
+                blocks.append(BasicBlock(cin, cout, stride, shortcut=i > 0, is_first=stage == i == 0))
+                cin = cout
+        self.block_list = nn.SequentialCell(blocks)
+        self.maxpool2d_2 = nn.MaxPool2d(kernel_size=2, stride=2, pad_mode="same")
+
+    def construct(self, x):
+        y = self.maxpool2d_1(self.conv1_3(self.conv1_2(self.conv1_1(x))))
+        return self.maxpool2d_2(self.block_list(y))
+
+
+class RNNEncoder(nn.Cell):
+    """[N, C, 1, W] -> [W, N, 2*hidden], time-major as MindOCR; fp32 throughout (MindOCR casts to fp16
+    on some MindSpore versions, which moves the output by ~1e-2)."""
+
+    def __init__(self, spec: NeckSpec, in_channels: int):
+        super().__init__()
+        self.seq_encoder = nn.LSTM(in_channels, spec.hidden_size, spec.num_layers, has_bias=True,
+                                   bidirectional=True)
+
+    def construct(self, x):
+        x = ops.transpose(ops.squeeze(x, 2), (2, 0, 1))
+        return self.seq_encoder(x)[0]
+
+
+class GRUCell(nn.Cell):
+    """MindOCR's GRU cell math and parameters, with the one-hot part of the input taken by gather."""
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        self.weight_ih = Parameter(Tensor(np.zeros((3 * hidden_size, input_size), np.float32)), name="weight_ih")
+        self.weight_hh = Parameter(Tensor(np.zeros((3 * hidden_size, hidden_size), np.float32)), name="weight_hh")
+        self.bias_ih = Parameter(Tensor(np.zeros((3 * hidden_size,), np.float32)), name="bias_ih")
+        self.bias_hh = Parameter(Tensor(np.zeros((3 * hidden_size,), np.float32)), name="bias_hh")
+        self.hidden_size = hidden_size
+
+    def construct(self, dense, onehot_ids, hidden):
+        """`concat([dense, one_hot(ids)]) @ W_ih^T` equals `dense @ W_ih[:, :D]^T + W_ih[:, D + ids]^T`."""
+        d = dense.shape[1]
+        gi = ops.matmul(dense, self.weight_ih[:, :d].T) + ops.gather(self.weight_ih[:, d:].T, onehot_ids, 0)
+        gi = gi + self.bias_ih
+        gh = ops.matmul(hidden, self.weight_hh.T) + self.bias_hh
+        h = self.hidden_size
+        r = ops.sigmoid(gi[:, :h] + gh[:, :h])
+        z = ops.sigmoid(gi[:, h:2 * h] + gh[:, h:2 * h])
+        n = ops.tanh(gi[:, 2 * h:] + r * gh[:, 2 * h:])
+        return n + z * (hidden - n)
+
+
+class AttentionCell(nn.Cell):
+    def __init__(self, input_size: int, hidden_size: int, num_classes: int):
+        super().__init__()
+        self.i2h = nn.Dense(input_size, hidden_size, has_bias=False)
+        self.h2h = nn.Dense(hidden_size, hidden_size)
+        self.score = nn.Dense(hidden_size, 1, has_bias=False)
+        self.rnn = GRUCell(input_size + num_classes, hidden_size)
+
+    def construct(self, prev_hidden, batch_h, batch_h_proj, prev_ids):
+        e = self.score(ops.tanh(batch_h_proj + ops.expand_dims(self.h2h(prev_hidden), 1)))  # [N, T, 1]
+        alpha = ops.softmax(e, axis=1)
+        context = ops.squeeze(ops.bmm(ops.transpose(alpha, (0, 2, 1)), batch_h), 1)
+        return self.rnn(context, prev_ids, prev_hidden)
+
+
+class AttentionHead(nn.Cell):
+    def __init__(self, spec: HeadSpec, in_channels: int):
+        super().__init__()
+        self.attention_cell = AttentionCell(in_channels, spec.hidden_size, spec.num_classes)
+        self.generator = nn.Dense(spec.hidden_size, spec.num_classes)
+        self.hidden_size = spec.hidden_size
+        self.num_steps = spec.num_steps
+
+    def construct(self, inputs, targets=None):
+        """Teacher-forced logits [N, steps, C] with targets; greedy softmax probabilities without."""
+        batch_h = ops.transpose(inputs, (1, 0, 2))
+        batch_h_proj = self.attention_cell.i2h(batch_h)  # constant across steps: computed once
+        hidden = ops.zeros((batch_h.shape[0], self.hidden_size), batch_h.dtype)
+        outputs = []
+        if targets is None:
+            ids = ops.zeros((batch_h.shape[0],), ms.int32)
+            for _ in range(self.num_steps):
+                hidden = self.attention_cell(hidden, batch_h, batch_h_proj, ids)
+                logits = self.generator(hidden)
+                ids = ops.argmax(logits, 1).astype(ms.int32)
+                outputs.append(logits)
+            return ops.softmax(ops.stack(outputs, 1), axis=2)
+        targets = targets.astype(ms.int32)
+        for step in range(self.num_steps):
+            hidden = self.attention_cell(hidden, batch_h, batch_h_proj, targets[:, step])
+            outputs.append(hidden)
+        return self.generator(ops.stack(outputs, 1))
+
+
+def _conv3x3_block(cin: int, cout: int) -> nn.SequentialCell:
+    return nn.SequentialCell(
+        nn.Conv2d(cin, cout, 3, 1, pad_mode="pad", padding=1, has_bias=False), _batch_norm(cout), nn.ReLU(),
+    )
+
+
+class STN(nn.Cell):
+    """Localisation net: predicts the source control points; indices match MindOCR's SequentialCell."""
+
+    def __init__(self, spec: TransformSpec, in_channels: int):
+        super().__init__()
+        layers, cin = [], in_channels
+        for i, cout in enumerate(spec.loc_channels):
+            if i:
+                layers.append(nn.MaxPool2d(2, 2))
+            layers.append(_conv3x3_block(cin, cout))
+            cin = cout
+        self.stn_convnet = nn.SequentialCell(layers)
+        self.stn_fc1 = nn.SequentialCell(
+            nn.Dense(spec.loc_flat_features, spec.loc_fc_hidden), _batch_norm(spec.loc_fc_hidden, 1), nn.ReLU(),
+        )
+        self.stn_fc2 = nn.Dense(spec.loc_fc_hidden, 2 * spec.num_control_points)
+        self.sigmoid = spec.stn_activation == "sigmoid"
+        self.num_points = spec.num_control_points
+
+    def construct(self, x):
+        x = self.stn_convnet(x)
+        x = self.stn_fc2(0.1 * self.stn_fc1(ops.reshape(x, (x.shape[0], -1))))
+        if self.sigmoid:
+            x = ops.sigmoid(x)
+        return ops.reshape(x, (-1, self.num_points, 2))
+
+
+class STN_ON(nn.Cell):  # noqa: N801 - MindOCR's name, which configs use
+    def __init__(self, spec: TransformSpec, in_channels: int):
+        super().__init__()
+        self.stn_head = STN(spec, in_channels)
+        self.grid_from_points = Tensor(tps_matrices(spec)["grid_from_points"])
+        self.inputsize = tuple(spec.tps_inputsize)
+        self.outputsize = tuple(spec.tps_outputsize)
+        self.align_corners = spec.align_corners
+        self.padding_mode = spec.padding_mode
+
+    def construct(self, image):
+        small = ops.interpolate(image, size=self.inputsize, mode="bilinear", align_corners=self.align_corners)
+        points = self.stn_head(small)
+        grid = ops.reshape(ops.matmul(self.grid_from_points, points), (-1,) + self.outputsize + (2,))
+        grid = ops.clamp(grid, 0.0, 1.0) * 2.0 - 1.0
+        return ops.grid_sample(image, grid, mode="bilinear", padding_mode=self.padding_mode,
+                               align_corners=self.align_corners)
+
+
+class RARE(nn.Cell):
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        self.spec = spec
+        self.has_transform = spec.transform is not None
+        if self.has_transform:
+            self.transform = STN_ON(spec.transform, spec.input.channels)
+        self.backbone = RecResNet(spec.backbone)
+        self.neck = RNNEncoder(spec.neck, spec.backbone.out_channels)
+        self.head = AttentionHead(spec.head, spec.neck.out_channels)
+
+    def __call__(self, images, *targets):
+        self.spec.check_input_shape(tuple(images.shape))
+        return super().__call__(images, *targets)
+
+    def construct(self, images, targets=None):
+        x = self.transform(images) if self.has_transform else images
+        return self.head(self.neck(self.backbone(x)), targets)
+
+
+def canonical_names(net: nn.Cell) -> Dict[str, str]:
+    """MindSpore names are MindOCR's already."""
+    return {p.name: p.name for p in net.get_parameters()}
+
+
+def get_state(net: nn.Cell) -> Dict[str, np.ndarray]:
+    return {p.name: p.asnumpy().copy() for p in net.get_parameters()}
+
+
+def set_state(net: nn.Cell, state: Dict[str, np.ndarray]) -> None:
+    for p in net.get_parameters():
+        p.set_data(Tensor(np.ascontiguousarray(state[p.name]), p.dtype))

@@ -1,0 +1,241 @@
+"""RARE as a PyTorch `nn.Module`, block for block the mirror of `ms_rare.py`.
+
+Module paths equal MindOCR's parameter names (batch-norm tensors aside, see `common.py`), so a
+MindOCR checkpoint maps onto this network by one table. The graph avoids what ONNX and MindSpore
+Lite handle badly: the GRU cell is written out, the one-hot is a gather, pads are constants.
+"""
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..spec import BackboneSpec, HeadSpec, ModelSpec, NeckSpec, TransformSpec
+from .common import BN_EPS, TORCH_BN_MOMENTUM, TORCH_TO_CANONICAL_BN, final_pool_pads, stem_pool_pads, tps_matrices
+
+
+class ConvNormLayer(nn.Module):
+    """conv (no bias) + BN (+ ReLU); `is_vd_mode` puts a strided average pool in front ("ResNet-D")."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride=(1, 1), is_vd_mode=False, act=False):
+        super().__init__()
+        self.pool = nn.AvgPool2d(stride, stride) if is_vd_mode else None
+        self.conv = nn.Conv2d(cin, cout, kernel, 1 if is_vd_mode else stride, (kernel - 1) // 2, bias=False)
+        self.norm = nn.BatchNorm2d(cout, eps=BN_EPS, momentum=TORCH_BN_MOMENTUM)
+        self.act = act
+
+    def forward(self, x):
+        if self.pool is not None:
+            x = self.pool(x)
+        y = self.norm(self.conv(x))
+        return F.relu(y) if self.act else y
+
+
+class BasicBlock(nn.Module):
+    def __init__(self, cin: int, cout: int, stride, shortcut: bool, is_first: bool):
+        super().__init__()
+        self.conv0 = ConvNormLayer(cin, cout, 3, stride, act=True)
+        self.conv1 = ConvNormLayer(cout, cout, 3)
+        self.short = None if shortcut else ConvNormLayer(cin, cout, 1, stride, is_vd_mode=not is_first and stride[0] != 1)
+
+    def forward(self, x):
+        short = x if self.short is None else self.short(x)
+        return F.relu(short + self.conv1(self.conv0(x)))
+
+
+class RecResNet(nn.Module):
+    def __init__(self, spec: BackboneSpec, height: int, width: int):
+        super().__init__()
+        s0, s1, s2 = spec.stem_channels
+        self.conv1_1 = ConvNormLayer(spec.in_channels, s0, 3, act=True)
+        self.conv1_2 = ConvNormLayer(s0, s1, 3, act=True)
+        self.conv1_3 = ConvNormLayer(s1, s2, 3, act=True)
+        self.stem_pads = stem_pool_pads(height, width)
+        self.final_pads = final_pool_pads(*spec.stages_output_size(height, width))
+        blocks, cin = [], s2
+        for stage, (depth, cout) in enumerate(zip(spec.depths, spec.widths)):
+            for i in range(depth):
+                stride = spec.stage_stride(stage) if i == 0 else (1, 1)
+                blocks.append(BasicBlock(cin, cout, stride, shortcut=i > 0, is_first=stage == i == 0))
+                cin = cout
+        self.block_list = nn.Sequential(*blocks)
+
+    def forward(self, x):
+        y = self.conv1_3(self.conv1_2(self.conv1_1(x)))
+        y = F.max_pool2d(F.pad(y, self.stem_pads, value=float("-inf")), 3, 2)
+        y = self.block_list(y)
+        return F.max_pool2d(F.pad(y, self.final_pads, value=float("-inf")), 2, 2)
+
+
+class RNNEncoder(nn.Module):
+    """[N, C, 1, W] -> [W, N, 2*hidden], time-major as MindOCR."""
+
+    def __init__(self, spec: NeckSpec, in_channels: int):
+        super().__init__()
+        self.seq_encoder = nn.LSTM(in_channels, spec.hidden_size, spec.num_layers, bidirectional=True)
+
+    def forward(self, x):
+        x = x.squeeze(2).permute(2, 0, 1)
+        return self.seq_encoder(x)[0]
+
+
+class GRUCell(nn.Module):
+    """nn.GRUCell's math and parameters, written out so tracing keeps shapes (legacy ONNX chokes on
+    `unsafe_chunk`), and with the input split into a dense part and a one-hot part taken by gather."""
+
+    def __init__(self, input_size: int, hidden_size: int):
+        super().__init__()
+        self.weight_ih = nn.Parameter(torch.empty(3 * hidden_size, input_size))
+        self.weight_hh = nn.Parameter(torch.empty(3 * hidden_size, hidden_size))
+        self.bias_ih = nn.Parameter(torch.empty(3 * hidden_size))
+        self.bias_hh = nn.Parameter(torch.empty(3 * hidden_size))
+        self.hidden_size = hidden_size
+
+    def forward(self, dense, onehot_ids, hidden):
+        """`concat([dense, one_hot(ids)]) @ W_ih^T` equals `dense @ W_ih[:, :D]^T + W_ih[:, D + ids]^T`."""
+        d = dense.shape[1]
+        gi = dense @ self.weight_ih[:, :d].t() + self.weight_ih[:, d:].t()[onehot_ids] + self.bias_ih
+        gh = hidden @ self.weight_hh.t() + self.bias_hh
+        h = self.hidden_size
+        r = torch.sigmoid(gi[:, :h] + gh[:, :h])
+        z = torch.sigmoid(gi[:, h:2 * h] + gh[:, h:2 * h])
+        n = torch.tanh(gi[:, 2 * h:] + r * gh[:, 2 * h:])
+        return n + z * (hidden - n)
+
+
+class AttentionCell(nn.Module):
+    def __init__(self, input_size: int, hidden_size: int, num_classes: int):
+        super().__init__()
+        self.i2h = nn.Linear(input_size, hidden_size, bias=False)
+        self.h2h = nn.Linear(hidden_size, hidden_size)
+        self.score = nn.Linear(hidden_size, 1, bias=False)
+        self.rnn = GRUCell(input_size + num_classes, hidden_size)
+
+    def forward(self, prev_hidden, batch_h, batch_h_proj, prev_ids):
+        e = self.score(torch.tanh(batch_h_proj + self.h2h(prev_hidden).unsqueeze(1)))  # [N, T, 1]
+        alpha = torch.softmax(e, dim=1)
+        context = torch.bmm(alpha.transpose(1, 2), batch_h).squeeze(1)
+        return self.rnn(context, prev_ids, prev_hidden)
+
+
+class AttentionHead(nn.Module):
+    def __init__(self, spec: HeadSpec, in_channels: int):
+        super().__init__()
+        self.attention_cell = AttentionCell(in_channels, spec.hidden_size, spec.num_classes)
+        self.generator = nn.Linear(spec.hidden_size, spec.num_classes)
+        self.spec = spec
+
+    def forward(self, inputs, targets: Optional[torch.Tensor] = None):
+        """Teacher-forced logits [N, steps, C] with targets; greedy softmax probabilities without."""
+        batch_h = inputs.permute(1, 0, 2)
+        batch_h_proj = self.attention_cell.i2h(batch_h)  # constant across steps: computed once
+        hidden = batch_h.new_zeros(batch_h.shape[0], self.spec.hidden_size)
+        ids = torch.zeros_like(batch_h[:, 0, 0], dtype=torch.long) if targets is None else None
+        outputs = []
+        for step in range(self.spec.num_steps):
+            prev = targets[:, step].long() if targets is not None else ids
+            hidden = self.attention_cell(hidden, batch_h, batch_h_proj, prev)
+            if targets is None:
+                logits = self.generator(hidden)
+                ids = logits.argmax(1)
+                outputs.append(logits)
+            else:
+                outputs.append(hidden)
+        if targets is not None:
+            return self.generator(torch.stack(outputs, 1))
+        return torch.softmax(torch.stack(outputs, 1), dim=2)
+
+
+def _conv3x3_block(cin: int, cout: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(cin, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout, eps=BN_EPS, momentum=TORCH_BN_MOMENTUM),
+        nn.ReLU(),
+    )
+
+
+class STN(nn.Module):
+    """Localisation net: predicts the source control points; indices match MindOCR's SequentialCell."""
+
+    def __init__(self, spec: TransformSpec, in_channels: int):
+        super().__init__()
+        layers, cin = [], in_channels
+        for i, cout in enumerate(spec.loc_channels):
+            if i:
+                layers.append(nn.MaxPool2d(2, 2))
+            layers.append(_conv3x3_block(cin, cout))
+            cin = cout
+        self.stn_convnet = nn.Sequential(*layers)
+        self.stn_fc1 = nn.Sequential(
+            nn.Linear(spec.loc_flat_features, spec.loc_fc_hidden),
+            nn.BatchNorm1d(spec.loc_fc_hidden, eps=BN_EPS, momentum=TORCH_BN_MOMENTUM), nn.ReLU(),
+        )
+        self.stn_fc2 = nn.Linear(spec.loc_fc_hidden, 2 * spec.num_control_points)
+        self.spec = spec
+
+    def forward(self, x):
+        x = self.stn_convnet(x).flatten(1)
+        x = self.stn_fc2(0.1 * self.stn_fc1(x))
+        if self.spec.stn_activation == "sigmoid":
+            x = torch.sigmoid(x)
+        return x.reshape(-1, self.spec.num_control_points, 2)
+
+
+class STN_ON(nn.Module):  # noqa: N801 - MindOCR's name, which configs use
+    def __init__(self, spec: TransformSpec, in_channels: int):
+        super().__init__()
+        self.stn_head = STN(spec, in_channels)
+        self.register_buffer("grid_from_points", torch.from_numpy(tps_matrices(spec)["grid_from_points"]),
+                             persistent=False)
+        self.spec = spec
+
+    def forward(self, image):
+        s = self.spec
+        small = F.interpolate(image, size=tuple(s.tps_inputsize), mode="bilinear", align_corners=s.align_corners)
+        points = self.stn_head(small)
+        h, w = s.tps_outputsize
+        grid = (self.grid_from_points @ points).reshape(-1, h, w, 2).clamp(0, 1) * 2.0 - 1.0
+        return F.grid_sample(image, grid, mode="bilinear", padding_mode=s.padding_mode, align_corners=s.align_corners)
+
+
+class RARE(nn.Module):
+    def __init__(self, spec: ModelSpec):
+        super().__init__()
+        self.spec = spec
+        c = spec.input.channels
+        self.transform = STN_ON(spec.transform, c) if spec.transform is not None else None
+        self.backbone = RecResNet(spec.backbone, spec.input.height, spec.input.width)
+        self.neck = RNNEncoder(spec.neck, spec.backbone.out_channels)
+        self.head = AttentionHead(spec.head, spec.neck.out_channels)
+
+    def forward(self, images, targets: Optional[torch.Tensor] = None):
+        self.spec.check_input_shape(tuple(images.shape))
+        x = images if self.transform is None else self.transform(images)
+        return self.head(self.neck(self.backbone(x)), targets)
+
+
+def canonical_names(net: nn.Module) -> Dict[str, str]:
+    """{PyTorch state_dict key: MindOCR name}; `num_batches_tracked` has no MindOCR counterpart."""
+    bn = {name for name, m in net.named_modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)}
+    table = {}
+    for key in net.state_dict():
+        owner, _, leaf = key.rpartition(".")
+        if leaf == "num_batches_tracked":
+            continue
+        table[key] = f"{owner}.{TORCH_TO_CANONICAL_BN[leaf]}" if owner in bn else key
+    return table
+
+
+def get_state(net: nn.Module) -> Dict[str, np.ndarray]:
+    state = net.state_dict()
+    return {canon: state[key].detach().cpu().numpy().copy() for key, canon in canonical_names(net).items()}
+
+
+def set_state(net: nn.Module, state: Dict[str, np.ndarray]) -> None:
+    """Copy canonical-named arrays in place; the caller has checked names and shapes."""
+    own = net.state_dict()
+    with torch.no_grad():
+        for key, canon in canonical_names(net).items():
+            own[key].copy_(torch.from_numpy(np.ascontiguousarray(state[canon])))

@@ -1,0 +1,206 @@
+"""Framework-neutral description of a RARE network.
+
+Every builder, exporter and runtime reads shapes from here; nothing else re-derives them.
+The field names follow MindOCR's rec yaml where one exists, so a reader can map one onto the other.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Optional, Tuple
+
+from .charset import Charset
+
+
+class SpecError(ValueError):
+    """A spec or config that cannot describe a working network; the message names the key."""
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """What the network is fed: preprocessing reads this, exporters store it in artifacts."""
+
+    height: int = 32
+    width: int = 100
+    channels: int = 3
+    color: str = "RGB"  # channel order the network expects
+    mean: Tuple[float, ...] = (127.0, 127.0, 127.0)
+    std: Tuple[float, ...] = (127.0, 127.0, 127.0)
+    keep_ratio: bool = False  # resize keeping aspect ratio ...
+    padding: bool = False  # ... and pad on the right up to `width`
+
+    def __post_init__(self):
+        if self.color not in ("RGB", "BGR"):
+            raise SpecError(f"input.color must be RGB or BGR, got {self.color!r}")
+        for key in ("mean", "std"):
+            if len(getattr(self, key)) != self.channels:
+                raise SpecError(f"input.{key} has {len(getattr(self, key))} values for {self.channels} channels")
+        if any(s == 0 for s in self.std):
+            raise SpecError("input.std contains 0")
+        if self.padding and not self.keep_ratio:
+            raise SpecError("input.padding needs input.keep_ratio: padding only fills what a ratio-keeping resize leaves")
+
+
+@dataclass(frozen=True)
+class TransformSpec:
+    """TPS-STN rectifier as MindOCR's `STN_ON` (ASTER-style localisation net, TPS grid, bilinear sampling)."""
+
+    name: str = "STN_ON"
+    tps_inputsize: Tuple[int, int] = (32, 64)  # the localisation net sees the image resized to this
+    tps_outputsize: Tuple[int, int] = (32, 100)  # rectified image size, equal to the network input
+    num_control_points: int = 20
+    tps_margins: Tuple[float, float] = (0.05, 0.05)
+    stn_activation: str = "none"  # "none" or "sigmoid" on the predicted control points
+    loc_channels: Tuple[int, ...] = (32, 64, 128, 256, 256, 256)  # conv blocks, a 2x2 max-pool between each
+    loc_fc_hidden: int = 512
+    align_corners: bool = False  # both grid_sample and the resize to tps_inputsize
+    padding_mode: str = "zeros"
+
+    def __post_init__(self):
+        if self.name != "STN_ON":
+            raise SpecError(f"model.transform.name: only STN_ON is supported, got {self.name!r}")
+        if self.num_control_points % 2 or self.num_control_points < 4:
+            raise SpecError("model.transform.num_control_points must be an even number >= 4")
+        if self.stn_activation not in ("none", "sigmoid"):
+            raise SpecError(f"model.transform.stn_activation must be none or sigmoid, got {self.stn_activation!r}")
+        if self.padding_mode not in ("zeros", "border"):
+            raise SpecError(f"model.transform.padding_mode must be zeros or border, got {self.padding_mode!r}")
+
+    @property
+    def loc_feature_size(self) -> Tuple[int, int]:
+        """(H, W) after the localisation convnet: one 2x2 floor max-pool between consecutive blocks."""
+        h, w = self.tps_inputsize
+        for _ in range(len(self.loc_channels) - 1):
+            h, w = h // 2, w // 2
+        return h, w
+
+    @property
+    def loc_flat_features(self) -> int:
+        h, w = self.loc_feature_size
+        return self.loc_channels[-1] * h * w
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """ResNet-vd for recognition (MindOCR `rec_resnet34`): 3-conv stem, BasicBlocks, H strided to 1."""
+
+    name: str = "rec_resnet34"
+    in_channels: int = 3
+    stem_channels: Tuple[int, int, int] = (32, 32, 64)
+    depths: Tuple[int, ...] = (3, 4, 6, 3)
+    widths: Tuple[int, ...] = (64, 128, 256, 512)
+
+    def __post_init__(self):
+        if len(self.depths) != len(self.widths):
+            raise SpecError(f"model.backbone: depths {self.depths} and widths {self.widths} differ in length")
+        if min(self.depths) < 1:
+            raise SpecError("model.backbone.depths: every stage needs at least one block")
+
+    @property
+    def out_channels(self) -> int:
+        return self.widths[-1]
+
+    def stage_stride(self, stage: int) -> Tuple[int, int]:
+        """First block of every stage but the first halves H only: width stays for the sequence."""
+        return (1, 1) if stage == 0 else (2, 1)
+
+    def stages_output_size(self, height: int, width: int) -> Tuple[int, int]:
+        """(H, W) after the 'same' 3x3/2 stem max-pool and the (2,1)-strided stages."""
+        h, w = math.ceil(height / 2), math.ceil(width / 2)
+        for _ in range(len(self.depths) - 1):
+            h = math.ceil(h / 2)
+        return h, w
+
+    def output_size(self, height: int, width: int) -> Tuple[int, int]:
+        """Feature map (H, W): the stages' output after the closing 'same' 2x2/2 max-pool."""
+        h, w = self.stages_output_size(height, width)
+        return math.ceil(h / 2), math.ceil(w / 2)
+
+
+@dataclass(frozen=True)
+class NeckSpec:
+    """2-layer bidirectional LSTM over the feature columns (MindOCR `RNNEncoder`)."""
+
+    name: str = "RNNEncoder"
+    hidden_size: int = 256
+    num_layers: int = 2
+
+    @property
+    def out_channels(self) -> int:
+        return 2 * self.hidden_size
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """GRU attention decoder with a one-hot previous token (MindOCR `AttentionHead`)."""
+
+    name: str = "AttentionHead"
+    hidden_size: int = 256
+    num_classes: int = 38
+    batch_max_length: int = 25
+
+    @property
+    def num_steps(self) -> int:
+        """One step per character plus one for STOP."""
+        return self.batch_max_length + 1
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    name: str
+    charset: Charset
+    input: InputSpec = field(default_factory=InputSpec)
+    transform: Optional[TransformSpec] = None
+    backbone: BackboneSpec = field(default_factory=BackboneSpec)
+    neck: NeckSpec = field(default_factory=NeckSpec)
+    head: HeadSpec = field(default_factory=HeadSpec)
+
+    def __post_init__(self):
+        if self.head.num_classes != self.charset.num_classes:
+            raise SpecError(
+                f"model.head.out_channels is {self.head.num_classes} but the dictionary "
+                f"({self.charset.source}) has {len(self.charset.chars)} characters + GO + STOP = "
+                f"{self.charset.num_classes}: set common.num_classes/model.head.out_channels to "
+                f"{self.charset.num_classes} or use the dictionary the weights were trained with"
+            )
+        if self.backbone.in_channels != self.input.channels:
+            raise SpecError(
+                f"model.backbone.in_channels {self.backbone.in_channels} != input channels {self.input.channels}"
+            )
+        if self.transform is not None and tuple(self.transform.tps_outputsize) != (self.input.height, self.input.width):
+            raise SpecError(
+                f"model.transform.tps_outputsize {list(self.transform.tps_outputsize)} must equal the input size "
+                f"[{self.input.height}, {self.input.width}]"
+            )
+        fh, _ = self.feature_size
+        if fh != 1:
+            raise SpecError(
+                f"input height {self.input.height} leaves a feature map {fh} rows high; the sequence "
+                f"model needs 1 (use height 32 with this backbone)"
+            )
+
+    def check_input_shape(self, shape: Tuple[int, ...]) -> None:
+        """A clear error for a batch the network cannot take, before a framework fails deep inside."""
+        i = self.input
+        if len(shape) != 4:
+            raise SpecError(f"expected a batch N x {i.channels} x {i.height} x {i.width} (NCHW), got shape {list(shape)}")
+        _, c, h, w = shape
+        if c != i.channels:
+            raise SpecError(f"input has {c} channels, the model expects {i.channels} ({i.color}); "
+                            f"convert grey images to {i.color} before preprocessing")
+        if (h, w) != (i.height, i.width):
+            raise SpecError(f"input is {h}x{w}, the model expects {i.height}x{i.width}: resize (and pad) with "
+                            f"rare_portable.data.preprocess, which reads the size from the config")
+
+    @property
+    def feature_size(self) -> Tuple[int, int]:
+        return self.backbone.output_size(self.input.height, self.input.width)
+
+    @property
+    def sequence_length(self) -> int:
+        """Encoder time steps for the configured input width."""
+        return self.feature_size[1]
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.num_classes
