@@ -14,6 +14,7 @@ from typing import Dict, Mapping, Optional, Tuple
 import numpy as np
 
 from .nets import backend_of, framework_module
+from .nets.common import TORCH_TO_CANONICAL_BN
 
 State = Dict[str, np.ndarray]
 FORMATS = (".ckpt", ".pt", ".pth", ".safetensors")
@@ -100,13 +101,21 @@ def get_state(net) -> State:
 def to_canonical(net, stored: Mapping[str, np.ndarray]) -> Tuple[State, list]:
     """Rename a file's tensors to MindOCR names (accepting PyTorch names too); training state is set aside."""
     table = framework_module(backend_of(net)).canonical_names(net)
+    canonical = set(table.values())
     out, ignored = {}, []
     for key, value in stored.items():
         if key.startswith(TRAINING_STATE_PREFIXES) or key.endswith("num_batches_tracked"):
             ignored.append(key)
             continue
-        out[table.get(key, key)] = np.asarray(value)
+        out[table.get(key) or _from_torch_bn_name(key, canonical)] = np.asarray(value)
     return out, ignored
+
+
+def _from_torch_bn_name(key: str, canonical: set) -> str:
+    """A PyTorch batch-norm key (`norm.weight`) read into a MindSpore network (`norm.gamma`)."""
+    owner, _, leaf = key.rpartition(".")
+    renamed = f"{owner}.{TORCH_TO_CANONICAL_BN.get(leaf, leaf)}"
+    return renamed if key not in canonical and renamed in canonical else key
 
 
 def check_fit(expected: Mapping[str, Tuple[int, ...]], given: Mapping[str, np.ndarray], source: str) -> None:
@@ -198,6 +207,6 @@ def initial_state(shapes: Mapping[str, Tuple[int, ...]], seed: int, special: Map
         else:
             fan_in = int(np.prod(shape[1:]))
             value = rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)
-        state[name] = np.asarray(value, dtype=np.float32)
+        state[name] = np.array(value, dtype=np.float32)
     return state
 

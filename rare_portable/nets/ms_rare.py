@@ -243,3 +243,15 @@ def get_state(net: nn.Cell) -> Dict[str, np.ndarray]:
 def set_state(net: nn.Cell, state: Dict[str, np.ndarray]) -> None:
     for p in net.get_parameters():
         p.set_data(Tensor(np.ascontiguousarray(state[p.name]), p.dtype))
+
+
+class AttentionLoss(nn.Cell):
+    """MindOCR `AttentionLoss`: cross-entropy of step t against targets[:, t + 1], padding (0) ignored."""
+
+    def __init__(self):
+        super().__init__()
+        self.criterion = nn.CrossEntropyLoss(reduction="mean", ignore_index=0)
+
+    def construct(self, logits, targets):
+        labels = targets[:, 1:1 + logits.shape[1]].astype(ms.int32)
+        return self.criterion(ops.reshape(logits, (-1, logits.shape[-1])), ops.reshape(labels, (-1,)))

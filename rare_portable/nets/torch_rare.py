@@ -239,3 +239,9 @@ def set_state(net: nn.Module, state: Dict[str, np.ndarray]) -> None:
     with torch.no_grad():
         for key, canon in canonical_names(net).items():
             own[key].copy_(torch.from_numpy(np.ascontiguousarray(state[canon])))
+
+
+def attention_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """MindOCR `AttentionLoss`: cross-entropy of step t against targets[:, t + 1], padding (0) ignored."""
+    labels = targets[:, 1:1 + logits.shape[1]].long()
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=0)

@@ -1,0 +1,71 @@
+"""Both builders against outputs recorded from MindOCR's own implementation (../shared/conformance).
+
+Tolerances (fp32) and why:
+- eval_neck, eval_probs: max |diff| <= 1e-4, identical greedy ids.
+- eval_backbone: activations reach ~700, where one fp32 ulp is 6e-5 and 36 conv layers accumulate
+  rounding differently per kernel; we bound max |diff| by 1e-5 of the tensor's largest magnitude
+  (measured 2e-6 for both builders).
+- train_logits: |diff| <= 1e-4 + 1e-4 |ref| (numpy allclose), train_loss the same.
+- gradients: ||diff|| / ||ref|| <= 1e-3, except backbone.conv1_1 (see test_first_conv_gradient).
+"""
+import numpy as np
+import pytest
+
+from backends import EVAL_BACKENDS, eval_outputs, set_ms_mode, train_outputs
+from conftest import MINDOCR_RECORDS
+from rare_portable import build_model
+
+FIRST_CONV = "grad/backbone.conv1_1.conv.weight"
+
+
+def _rel(a, b):
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+@pytest.mark.parametrize("config", sorted(MINDOCR_RECORDS))
+@pytest.mark.parametrize("backend,mode", EVAL_BACKENDS, ids=["torch", "ms-pynative", "ms-graph"])
+def test_eval_matches_mindocr(config, backend, mode, mindocr_record):
+    opts, record, ckpt = mindocr_record(config)
+    set_ms_mode(mode)
+    net = build_model(config, backend, opts=opts, weights=ckpt)
+    out = eval_outputs(net, backend, record["x"])
+    ref_bb = record["eval_backbone"]
+    assert out["backbone"].shape == ref_bb.shape
+    assert np.abs(out["backbone"] - ref_bb).max() <= 1e-5 * np.abs(ref_bb).max()
+    assert np.abs(out["neck"] - record["eval_neck"]).max() <= 1e-4
+    assert np.abs(out["probs"] - record["eval_probs"]).max() <= 1e-4
+    np.testing.assert_array_equal(out["probs"].argmax(-1), record["eval_probs"].argmax(-1))
+
+
+@pytest.mark.parametrize("config", sorted(MINDOCR_RECORDS))
+@pytest.mark.parametrize("backend", ["torch", "mindspore"])
+def test_train_matches_mindocr(config, backend, mindocr_record):
+    opts, record, ckpt = mindocr_record(config)
+    net = build_model(config, backend, opts=opts, weights=ckpt, train=True)
+    grad_keys = [k for k in record if k.startswith("grad/")]
+    logits, loss, grads = train_outputs(net, backend, record["x"], record["targets"], [k[5:] for k in grad_keys])
+    np.testing.assert_allclose(logits, record["train_logits"], atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(loss, record["train_loss"], atol=1e-4, rtol=1e-4)
+    for key in grad_keys:
+        bound = 2e-2 if key == FIRST_CONV else 1e-3
+        assert _rel(grads[key[5:]], record[key]) <= bound, key
+
+
+def test_first_conv_gradient_is_ill_conditioned_in_fp32(mindocr_record):
+    """Why backbone.conv1_1's gradient gets 2e-2, not 1e-3: the same network in float64 sits
+    ~1e-2 from MindOCR's fp32 record (and ~4e-3 from our fp32), so no fp32 implementation,
+    MindOCR's included, reproduces it to 1e-3. The float64 run still has to land closer to our
+    fp32 than the bound, which shows the bound is about rounding, not a layout error."""
+    import torch
+
+    opts, record, ckpt = mindocr_record("rare_resnet34")
+    results = {}
+    for dtype in (torch.float32, torch.float64):
+        net = build_model("rare_resnet34", "torch", opts=opts, weights=ckpt, train=True).to(dtype)
+        _, _, grads = train_outputs(net, "torch", record["x"].astype(np.float64 if dtype == torch.float64 else np.float32),
+                                    record["targets"], [FIRST_CONV[5:]])
+        results[dtype] = grads[FIRST_CONV[5:]].astype(np.float64)
+    record_err = _rel(record[FIRST_CONV], results[torch.float64])
+    ours_err = _rel(results[torch.float32], results[torch.float64])
+    assert 1e-3 < record_err < 2e-2
+    assert ours_err < 2e-2
