@@ -141,6 +141,7 @@ def spec_from_config(raw: Mapping[str, Any], name: str = "rare") -> ModelSpec:
     transform = _transform(model.get("transform"))
     backbone = _backbone(model.get("backbone") or {}, input_spec.channels)
     neck_cfg = model.get("neck") or {}
+    _check_keys(neck_cfg, "neck")
     _check_name(neck_cfg, "neck", NeckSpec.name)
     neck = NeckSpec(**_pick(neck_cfg, NeckSpec, exclude={"name"}))
     head = _head(model.get("head") or {}, common)

@@ -1,0 +1,65 @@
+"""`rare`: the command line. Each command lives in `rare_portable/commands/`; this file only groups them.
+
+Errors users can fix (bad config, dictionary, weights, input) print one line and exit 2, no traceback.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from .charset import CharsetError
+from .config import ConfigError
+from .spec import SpecError
+from .weights import WeightsError
+
+USER_ERRORS = (ConfigError, CharsetError, SpecError, WeightsError)
+
+# command name -> "module:attribute", imported when the command runs so `rare --help` stays fast.
+COMMANDS = {
+    "rectify": "rare_portable.commands.rectify_cmd:rectify",
+    "lmdb": "rare_portable.commands.lmdb_cmds:lmdb",
+    "synth": "rare_portable.commands.synth_cmd:synth",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx):
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx, name):
+        if name not in COMMANDS:
+            return None
+        module, attr = COMMANDS[name].split(":")
+        return getattr(importlib.import_module(module), attr)
+
+
+def config_options(func):
+    """`--config` and repeated `--opt dotted.key=value`, as MindOCR users edit their yaml."""
+    func = click.option("--opt", "opts", multiple=True, metavar="KEY=VALUE",
+                        help="Override a config key, e.g. --opt common.batch_size=64 (repeatable).")(func)
+    return click.option("--config", "-c", required=True, metavar="YAML|NAME",
+                        help="Our yaml or MindOCR's rec yaml, or a shipped config name (rare_tiny, ...).")(func)
+
+
+@click.group(cls=LazyGroup)
+@click.version_option(package_name="rare-portable")
+def cli():
+    """RARE scene-text recognition on MindSpore, PyTorch and exported runtimes."""
+
+
+def main():
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except USER_ERRORS as e:
+        click.echo(f"Error: {e}", err=True)
+        sys.exit(2)
+    except BrokenPipeError:
+        sys.exit(0)
