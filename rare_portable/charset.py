@@ -5,6 +5,7 @@ import string
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Tuple
+from .errors import UserError
 
 GO, STOP = 0, 1
 NUM_SPECIAL = 2
@@ -12,7 +13,7 @@ BUILTIN_LOWER_ALNUM = string.digits + string.ascii_lowercase
 SHIPPED_DICTS = Path(__file__).with_name("dicts")
 
 
-class CharsetError(ValueError):
+class CharsetError(UserError, ValueError):
     """A dictionary that cannot be used; the message names the file and line."""
 
 

@@ -9,18 +9,19 @@ import sys
 
 import click
 
-from .charset import CharsetError
-from .config import ConfigError
-from .spec import SpecError
-from .weights import WeightsError
-
-USER_ERRORS = (ConfigError, CharsetError, SpecError, WeightsError)
+from .errors import UserError
 
 # command name -> "module:attribute", imported when the command runs so `rare --help` stays fast.
 COMMANDS = {
     "rectify": "rare_portable.commands.rectify_cmd:rectify",
     "lmdb": "rare_portable.commands.lmdb_cmds:lmdb",
     "synth": "rare_portable.commands.synth_cmd:synth",
+    "eval": "rare_portable.commands.eval_cmd:eval_command",
+    "predict": "rare_portable.commands.predict_cmd:predict",
+    "export": "rare_portable.commands.export_cmd:export",
+    "convert": "rare_portable.commands.export_cmd:convert",
+    "mslite-setup": "rare_portable.commands.export_cmd:mslite_setup",
+    "parity": "rare_portable.commands.parity_cmd:parity",
 }
 
 
@@ -58,7 +59,7 @@ def main():
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
-    except USER_ERRORS as e:
+    except UserError as e:
         click.echo(f"Error: {e}", err=True)
         sys.exit(2)
     except BrokenPipeError:

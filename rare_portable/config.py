@@ -15,11 +15,12 @@ import yaml
 
 from .charset import load_charset
 from .spec import BackboneSpec, HeadSpec, InputSpec, ModelSpec, NeckSpec, SpecError, TransformSpec
+from .errors import UserError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A config that cannot be used; the message names the file and the key."""
 
 

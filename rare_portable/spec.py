@@ -6,13 +6,14 @@ The field names follow MindOCR's rec yaml where one exists, so a reader can map 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Optional, Tuple
 
 from .charset import Charset
+from .errors import UserError
 
 
-class SpecError(ValueError):
+class SpecError(UserError, ValueError):
     """A spec or config that cannot describe a working network; the message names the key."""
 
 
@@ -204,3 +205,26 @@ class ModelSpec:
     @property
     def num_classes(self) -> int:
         return self.head.num_classes
+
+
+def spec_to_dict(spec: ModelSpec) -> dict:
+    """Plain JSON-able form, stored in exported artifacts so a runtime needs nothing else."""
+    return asdict(spec)
+
+
+def spec_from_dict(data: dict) -> ModelSpec:
+    def tuples(d: dict) -> dict:
+        return {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+
+    try:
+        return ModelSpec(
+            name=data["name"],
+            charset=Charset(chars=tuple(data["charset"]["chars"]), source=data["charset"]["source"]),
+            input=InputSpec(**tuples(data["input"])),
+            transform=TransformSpec(**tuples(data["transform"])) if data.get("transform") else None,
+            backbone=BackboneSpec(**tuples(data["backbone"])),
+            neck=NeckSpec(**data["neck"]),
+            head=HeadSpec(**data["head"]),
+        )
+    except (KeyError, TypeError) as e:
+        raise SpecError(f"stored spec is incomplete or from another version ({e})") from None

@@ -15,6 +15,7 @@ import numpy as np
 
 from .nets import backend_of, framework_module
 from .nets.common import TORCH_TO_CANONICAL_BN
+from .errors import UserError
 
 State = Dict[str, np.ndarray]
 FORMATS = (".ckpt", ".pt", ".pth", ".safetensors")
@@ -24,7 +25,7 @@ TRAINING_STATE_PREFIXES = ("moment1.", "moment2.", "adam_m.", "adam_v.", "accum.
                            "step_num", "loss_scale")
 
 
-class WeightsError(ValueError):
+class WeightsError(UserError, ValueError):
     """Weights that do not fit a network; the message lists the first offenders and the likely cause."""
 
 

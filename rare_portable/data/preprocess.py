@@ -15,9 +15,10 @@ import cv2
 import numpy as np
 
 from ..spec import InputSpec
+from ..errors import UserError
 
 
-class ImageDecodeError(ValueError):
+class ImageDecodeError(UserError, ValueError):
     """Bytes that are not an image; the message names the sample."""
 
 

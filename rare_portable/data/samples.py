@@ -12,6 +12,7 @@ from typing import Iterator, List, NamedTuple, Optional, Tuple
 import numpy as np
 
 from .preprocess import ImageDecodeError, decode_image
+from ..errors import UserError
 
 IMAGE_UNDECODABLE = "image does not decode"
 IMAGE_KEY_MISSING = "image key missing"
@@ -25,7 +26,7 @@ ENTRY_MISSING = "image and label keys missing"
 MESSAGES_KEPT = 1000  # counts stay exact; only this many individual messages are kept
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """A dataset that cannot be read at all; the message names the path and the fix."""
 
 

@@ -5,6 +5,7 @@ import importlib
 from typing import Dict
 
 from ..spec import ModelSpec
+from ..errors import UserError
 
 BUILDERS: Dict[str, str] = {
     "torch": "rare_portable.nets.torch_rare",
@@ -16,7 +17,7 @@ INSTALL_HINT = {
 }
 
 
-class BackendUnavailable(RuntimeError):
+class BackendUnavailable(UserError, RuntimeError):
     """The framework a backend needs is not installed; the message says how to install it."""
 
 

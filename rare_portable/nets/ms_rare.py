@@ -81,30 +81,33 @@ class RNNEncoder(nn.Cell):
     """[N, C, 1, W] -> [W, N, 2*hidden], time-major as MindOCR; fp32 throughout (MindOCR casts to fp16
     on some MindSpore versions, which moves the output by ~1e-2)."""
 
-    def __init__(self, spec: NeckSpec, in_channels: int):
+    def __init__(self, spec: NeckSpec, in_channels: int, seq_len: int):
         super().__init__()
         self.seq_encoder = nn.LSTM(in_channels, spec.hidden_size, spec.num_layers, has_bias=True,
                                    bidirectional=True)
+        self.feature_shape = (-1, in_channels, seq_len)
 
     def construct(self, x):
-        x = ops.transpose(ops.squeeze(x, 2), (2, 0, 1))
+        x = ops.transpose(ops.reshape(x, self.feature_shape), (2, 0, 1))
         return self.seq_encoder(x)[0]
 
 
 class GRUCell(nn.Cell):
     """MindOCR's GRU cell math and parameters, with the one-hot part of the input taken by gather."""
 
-    def __init__(self, input_size: int, hidden_size: int):
+    def __init__(self, dense_size: int, num_classes: int, hidden_size: int):
         super().__init__()
-        self.weight_ih = Parameter(Tensor(np.zeros((3 * hidden_size, input_size), np.float32)), name="weight_ih")
+        self.weight_ih = Parameter(Tensor(np.zeros((3 * hidden_size, dense_size + num_classes), np.float32)),
+                                   name="weight_ih")
         self.weight_hh = Parameter(Tensor(np.zeros((3 * hidden_size, hidden_size), np.float32)), name="weight_hh")
         self.bias_ih = Parameter(Tensor(np.zeros((3 * hidden_size,), np.float32)), name="bias_ih")
         self.bias_hh = Parameter(Tensor(np.zeros((3 * hidden_size,), np.float32)), name="bias_hh")
         self.hidden_size = hidden_size
+        self.dense_size = dense_size
 
     def construct(self, dense, onehot_ids, hidden):
         """`concat([dense, one_hot(ids)]) @ W_ih^T` equals `dense @ W_ih[:, :D]^T + W_ih[:, D + ids]^T`."""
-        d = dense.shape[1]
+        d = self.dense_size
         gi = ops.matmul(dense, self.weight_ih[:, :d].T) + ops.gather(self.weight_ih[:, d:].T, onehot_ids, 0)
         gi = gi + self.bias_ih
         gh = ops.matmul(hidden, self.weight_hh.T) + self.bias_hh
@@ -121,12 +124,13 @@ class AttentionCell(nn.Cell):
         self.i2h = nn.Dense(input_size, hidden_size, has_bias=False)
         self.h2h = nn.Dense(hidden_size, hidden_size)
         self.score = nn.Dense(hidden_size, 1, has_bias=False)
-        self.rnn = GRUCell(input_size + num_classes, hidden_size)
+        self.rnn = GRUCell(input_size, num_classes, hidden_size)
+        self.input_size = input_size
 
     def construct(self, prev_hidden, batch_h, batch_h_proj, prev_ids):
         e = self.score(ops.tanh(batch_h_proj + ops.expand_dims(self.h2h(prev_hidden), 1)))  # [N, T, 1]
         alpha = ops.softmax(e, axis=1)
-        context = ops.squeeze(ops.bmm(ops.transpose(alpha, (0, 2, 1)), batch_h), 1)
+        context = ops.reshape(ops.bmm(ops.transpose(alpha, (0, 2, 1)), batch_h), (-1, self.input_size))
         return self.rnn(context, prev_ids, prev_hidden)
 
 
@@ -183,10 +187,11 @@ class STN(nn.Cell):
         self.stn_fc2 = nn.Dense(spec.loc_fc_hidden, 2 * spec.num_control_points)
         self.sigmoid = spec.stn_activation == "sigmoid"
         self.num_points = spec.num_control_points
+        self.flat_features = spec.loc_flat_features
 
     def construct(self, x):
         x = self.stn_convnet(x)
-        x = self.stn_fc2(0.1 * self.stn_fc1(ops.reshape(x, (x.shape[0], -1))))
+        x = self.stn_fc2(0.1 * self.stn_fc1(ops.reshape(x, (-1, self.flat_features))))
         if self.sigmoid:
             x = ops.sigmoid(x)
         return ops.reshape(x, (-1, self.num_points, 2))
@@ -198,12 +203,15 @@ class STN_ON(nn.Cell):  # noqa: N801 - MindOCR's name, which configs use
         self.stn_head = STN(spec, in_channels)
         self.grid_from_points = Tensor(tps_matrices(spec)["grid_from_points"])
         self.inputsize = tuple(spec.tps_inputsize)
+        # The primitive, not ops.interpolate: interpolate's Python checks leave nodes that a
+        # dynamic-batch MindIR cannot run (MindSpore 2.8, measured); the results are identical.
+        self.resize = ops.ResizeBilinearV2(align_corners=spec.align_corners, half_pixel_centers=not spec.align_corners)
         self.outputsize = tuple(spec.tps_outputsize)
         self.align_corners = spec.align_corners
         self.padding_mode = spec.padding_mode
 
     def construct(self, image):
-        small = ops.interpolate(image, size=self.inputsize, mode="bilinear", align_corners=self.align_corners)
+        small = self.resize(image, self.inputsize)
         points = self.stn_head(small)
         grid = ops.reshape(ops.matmul(self.grid_from_points, points), (-1,) + self.outputsize + (2,))
         grid = ops.clamp(grid, 0.0, 1.0) * 2.0 - 1.0
@@ -219,7 +227,7 @@ class RARE(nn.Cell):
         if self.has_transform:
             self.transform = STN_ON(spec.transform, spec.input.channels)
         self.backbone = RecResNet(spec.backbone)
-        self.neck = RNNEncoder(spec.neck, spec.backbone.out_channels)
+        self.neck = RNNEncoder(spec.neck, spec.backbone.out_channels, spec.sequence_length)
         self.head = AttentionHead(spec.head, spec.neck.out_channels)
 
     def __call__(self, images, *targets):

@@ -46,6 +46,14 @@ class BasicBlock(nn.Module):
         return F.relu(short + self.conv1(self.conv0(x)))
 
 
+def _same_max_pool(kernel: int, pads) -> nn.MaxPool2d:
+    """MindSpore's pad_mode='same' max-pool without a Pad node: its (before, after) pads differ by at most
+    one, and `ceil_mode` lets the last window hang over the end, which is the extra `after` row/column."""
+    left, right, top, bottom = pads
+    assert right - left in (0, 1) and bottom - top in (0, 1), pads
+    return nn.MaxPool2d(kernel, 2, padding=(top, left), ceil_mode=True)
+
+
 class RecResNet(nn.Module):
     def __init__(self, spec: BackboneSpec, height: int, width: int):
         super().__init__()
@@ -53,8 +61,8 @@ class RecResNet(nn.Module):
         self.conv1_1 = ConvNormLayer(spec.in_channels, s0, 3, act=True)
         self.conv1_2 = ConvNormLayer(s0, s1, 3, act=True)
         self.conv1_3 = ConvNormLayer(s1, s2, 3, act=True)
-        self.stem_pads = stem_pool_pads(height, width)
-        self.final_pads = final_pool_pads(*spec.stages_output_size(height, width))
+        self.maxpool2d_1 = _same_max_pool(3, stem_pool_pads(height, width))
+        self.maxpool2d_2 = _same_max_pool(2, final_pool_pads(*spec.stages_output_size(height, width)))
         blocks, cin = [], s2
         for stage, (depth, cout) in enumerate(zip(spec.depths, spec.widths)):
             for i in range(depth):
@@ -64,21 +72,20 @@ class RecResNet(nn.Module):
         self.block_list = nn.Sequential(*blocks)
 
     def forward(self, x):
-        y = self.conv1_3(self.conv1_2(self.conv1_1(x)))
-        y = F.max_pool2d(F.pad(y, self.stem_pads, value=float("-inf")), 3, 2)
-        y = self.block_list(y)
-        return F.max_pool2d(F.pad(y, self.final_pads, value=float("-inf")), 2, 2)
+        y = self.maxpool2d_1(self.conv1_3(self.conv1_2(self.conv1_1(x))))
+        return self.maxpool2d_2(self.block_list(y))
 
 
 class RNNEncoder(nn.Module):
     """[N, C, 1, W] -> [W, N, 2*hidden], time-major as MindOCR."""
 
-    def __init__(self, spec: NeckSpec, in_channels: int):
+    def __init__(self, spec: NeckSpec, in_channels: int, seq_len: int):
         super().__init__()
         self.seq_encoder = nn.LSTM(in_channels, spec.hidden_size, spec.num_layers, bidirectional=True)
+        self.feature_shape = (-1, in_channels, seq_len)  # reshape, not squeeze(2): no If node in exports
 
     def forward(self, x):
-        x = x.squeeze(2).permute(2, 0, 1)
+        x = x.reshape(self.feature_shape).permute(2, 0, 1)
         return self.seq_encoder(x)[0]
 
 
@@ -86,17 +93,18 @@ class GRUCell(nn.Module):
     """nn.GRUCell's math and parameters, written out so tracing keeps shapes (legacy ONNX chokes on
     `unsafe_chunk`), and with the input split into a dense part and a one-hot part taken by gather."""
 
-    def __init__(self, input_size: int, hidden_size: int):
+    def __init__(self, dense_size: int, num_classes: int, hidden_size: int):
         super().__init__()
-        self.weight_ih = nn.Parameter(torch.empty(3 * hidden_size, input_size))
+        self.weight_ih = nn.Parameter(torch.empty(3 * hidden_size, dense_size + num_classes))
         self.weight_hh = nn.Parameter(torch.empty(3 * hidden_size, hidden_size))
         self.bias_ih = nn.Parameter(torch.empty(3 * hidden_size))
         self.bias_hh = nn.Parameter(torch.empty(3 * hidden_size))
         self.hidden_size = hidden_size
+        self.dense_size = dense_size  # a constant, not dense.shape[1]: traced shapes become Shape ops
 
     def forward(self, dense, onehot_ids, hidden):
         """`concat([dense, one_hot(ids)]) @ W_ih^T` equals `dense @ W_ih[:, :D]^T + W_ih[:, D + ids]^T`."""
-        d = dense.shape[1]
+        d = self.dense_size
         gi = dense @ self.weight_ih[:, :d].t() + self.weight_ih[:, d:].t()[onehot_ids] + self.bias_ih
         gh = hidden @ self.weight_hh.t() + self.bias_hh
         h = self.hidden_size
@@ -112,12 +120,14 @@ class AttentionCell(nn.Module):
         self.i2h = nn.Linear(input_size, hidden_size, bias=False)
         self.h2h = nn.Linear(hidden_size, hidden_size)
         self.score = nn.Linear(hidden_size, 1, bias=False)
-        self.rnn = GRUCell(input_size + num_classes, hidden_size)
+        self.rnn = GRUCell(input_size, num_classes, hidden_size)
+        self.input_size = input_size
 
     def forward(self, prev_hidden, batch_h, batch_h_proj, prev_ids):
         e = self.score(torch.tanh(batch_h_proj + self.h2h(prev_hidden).unsqueeze(1)))  # [N, T, 1]
         alpha = torch.softmax(e, dim=1)
-        context = torch.bmm(alpha.transpose(1, 2), batch_h).squeeze(1)
+        # reshape, not squeeze: squeezing a dimension the exporter cannot prove is 1 becomes an If node
+        context = torch.bmm(alpha.transpose(1, 2), batch_h).reshape(-1, self.input_size)
         return self.rnn(context, prev_ids, prev_hidden)
 
 
@@ -132,8 +142,10 @@ class AttentionHead(nn.Module):
         """Teacher-forced logits [N, steps, C] with targets; greedy softmax probabilities without."""
         batch_h = inputs.permute(1, 0, 2)
         batch_h_proj = self.attention_cell.i2h(batch_h)  # constant across steps: computed once
-        hidden = batch_h.new_zeros(batch_h.shape[0], self.spec.hidden_size)
-        ids = torch.zeros_like(batch_h[:, 0, 0], dtype=torch.long) if targets is None else None
+        # Zeros derived by arithmetic, not from the batch size: exported graphs then carry no Shape ops,
+        # which MindSpore Lite rejects at run time.
+        hidden = 0.0 * batch_h_proj[:, 0]
+        ids = (0.0 * batch_h[:, 0, 0]).long() if targets is None else None
         outputs = []
         for step in range(self.spec.num_steps):
             prev = targets[:, step].long() if targets is not None else ids
@@ -183,6 +195,32 @@ class STN(nn.Module):
         return x.reshape(-1, self.spec.num_control_points, 2)
 
 
+def bilinear_gather(image, grid, spec: TransformSpec, channels: int):
+    """`F.grid_sample(mode="bilinear")` from Floor, Clip and GatherElements, for runtimes without GridSample
+    (MindSpore Lite 2.0). Sizes come from the spec and channels are broadcast, not expanded, so the
+    exported graph holds no shape-derived ops."""
+    h, w = spec.tps_outputsize
+    x, y = grid[..., 0].reshape(-1, 1, h * w), grid[..., 1].reshape(-1, 1, h * w)
+    if spec.align_corners:
+        ix, iy = (x + 1) * 0.5 * (w - 1), (y + 1) * 0.5 * (h - 1)
+    else:
+        ix, iy = ((x + 1) * w - 1) * 0.5, ((y + 1) * h - 1) * 0.5
+    if spec.padding_mode == "border":
+        ix, iy = ix.clamp(0, w - 1), iy.clamp(0, h - 1)
+    x0, y0 = torch.floor(ix), torch.floor(iy)
+    flat = image.reshape(-1, channels, h * w)
+    channel_axis = torch.zeros(1, channels, 1, dtype=torch.long)
+    out = 0.0
+    for cx, wx in ((x0, x0 + 1 - ix), (x0 + 1, ix - x0)):
+        for cy, wy in ((y0, y0 + 1 - iy), (y0 + 1, iy - y0)):
+            x_in, y_in = cx.clamp(0, w - 1), cy.clamp(0, h - 1)
+            # 1 inside the image, 0 outside (zero padding), from Abs/Clip: Lite 2.0 has no GreaterOrEqual.
+            inside = (1 - (cx - x_in).abs().clamp(0, 1)) * (1 - (cy - y_in).abs().clamp(0, 1))
+            index = (y_in * w + x_in).long() + channel_axis
+            out = out + torch.gather(flat, 2, index) * (wx * wy * inside)
+    return out.reshape(-1, channels, h, w)
+
+
 class STN_ON(nn.Module):  # noqa: N801 - MindOCR's name, which configs use
     def __init__(self, spec: TransformSpec, in_channels: int):
         super().__init__()
@@ -190,6 +228,8 @@ class STN_ON(nn.Module):  # noqa: N801 - MindOCR's name, which configs use
         self.register_buffer("grid_from_points", torch.from_numpy(tps_matrices(spec)["grid_from_points"]),
                              persistent=False)
         self.spec = spec
+        self.channels = in_channels
+        self.use_grid_sample = True  # exporters switch to `bilinear_gather` for runtimes without GridSample
 
     def forward(self, image):
         s = self.spec
@@ -197,6 +237,8 @@ class STN_ON(nn.Module):  # noqa: N801 - MindOCR's name, which configs use
         points = self.stn_head(small)
         h, w = s.tps_outputsize
         grid = (self.grid_from_points @ points).reshape(-1, h, w, 2).clamp(0, 1) * 2.0 - 1.0
+        if not self.use_grid_sample:
+            return bilinear_gather(image, grid, s, self.channels)
         return F.grid_sample(image, grid, mode="bilinear", padding_mode=s.padding_mode, align_corners=s.align_corners)
 
 
@@ -207,7 +249,7 @@ class RARE(nn.Module):
         c = spec.input.channels
         self.transform = STN_ON(spec.transform, c) if spec.transform is not None else None
         self.backbone = RecResNet(spec.backbone, spec.input.height, spec.input.width)
-        self.neck = RNNEncoder(spec.neck, spec.backbone.out_channels)
+        self.neck = RNNEncoder(spec.neck, spec.backbone.out_channels, spec.sequence_length)
         self.head = AttentionHead(spec.head, spec.neck.out_channels)
 
     def forward(self, images, targets: Optional[torch.Tensor] = None):

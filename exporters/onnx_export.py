@@ -1,0 +1,149 @@
+"""ONNX from the PyTorch network (MindSpore cannot export this graph: "make_list ... not supported").
+
+Two flavours from the same weights and math:
+- `standard`: GridSample for the TPS sampler (opset >= 16), for ONNX Runtime and friends.
+- `lite`: what MindSpore Lite 2.0's ONNX parser takes (measured): bilinear sampling from
+  Floor/Clip/GatherElements instead of GridSample, MaxPool without the default `dilations`.
+Both decode all `num_steps` greedy steps (a `break` at STOP would be baked into the trace);
+post-processing cuts at STOP. The spec rides along in the model's metadata.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from rare_portable import __version__
+
+from .artifact import ArtifactError, check_same_spec
+from rare_portable.spec import ModelSpec, spec_to_dict
+
+INPUT_NAME, OUTPUT_NAME = "images", "probs"
+SPEC_KEY, FLAVOUR_KEY, VERSION_KEY = "rare_portable.spec", "rare_portable.flavour", "rare_portable.version"
+FLAVOURS = ("standard", "lite")
+MIN_OPSET = {"standard": 16, "lite": 13}  # GridSample arrived in opset 16
+
+
+class ExportError(ArtifactError):
+    """An export that cannot be made as asked; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class OnnxExport:
+    path: Path
+    flavour: str
+    opset: int
+    max_abs_diff: float  # probabilities, ONNX Runtime vs the PyTorch network, on a random batch
+    ids_equal: bool
+
+
+def example_batch(spec: ModelSpec, batch: int, seed: int = 0) -> np.ndarray:
+    i = spec.input
+    return np.random.default_rng(seed).uniform(-1, 1, (batch, i.channels, i.height, i.width)).astype(np.float32)
+
+
+def _strip_default_dilations(model) -> None:
+    """Lite 2.0: "pooling op not support dilations now", even for [1, 1]."""
+    for node in model.graph.node:
+        if node.op_type == "MaxPool":
+            keep = [a for a in node.attribute if not (a.name == "dilations" and all(v == 1 for v in a.ints))]
+            del node.attribute[:]
+            node.attribute.extend(keep)
+
+
+def export_onnx(net, output, flavour: str = "standard", opset: int = 17, dynamic_batch: bool = True,
+                batch: int = 1, simplify: bool = False) -> OnnxExport:
+    """Export a PyTorch RARE network, check it with onnx.checker and against PyTorch on ONNX Runtime."""
+    import onnx
+    import torch
+
+    if flavour not in FLAVOURS:
+        raise ExportError(f"unknown ONNX flavour {flavour!r}; choose {' or '.join(FLAVOURS)}")
+    if opset < MIN_OPSET[flavour]:
+        raise ExportError(f"opset {opset} is too old for the {flavour} flavour; use >= {MIN_OPSET[flavour]}")
+    spec: ModelSpec = net.spec
+    if spec.input.keep_ratio and not spec.input.padding:
+        raise ExportError("keep-ratio without padding gives every image its own width; export with "
+                          "--opt for RecResizeNormForInfer padding: True (a fixed width) instead")
+    output = Path(output)
+    net = net.eval()
+    if spec.transform is not None:
+        net.transform.use_grid_sample = flavour == "standard"
+    # Trace with 2 images when the batch is dynamic, so nothing specialises on a batch of 1.
+    x = torch.from_numpy(example_batch(spec, 2 if dynamic_batch else batch))
+    axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
+    output.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".onnx", dir=output.parent)
+    os.close(fd)
+    try:
+        with torch.inference_mode(), warnings.catch_warnings():
+            # The input-shape check in forward() is Python on traced sizes: fine to bake in, say nothing.
+            warnings.simplefilter("ignore", torch.jit.TracerWarning)
+            torch.onnx.export(net, (x,), tmp, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
+                              output_names=[OUTPUT_NAME], dynamic_axes=axes, do_constant_folding=True)
+        model = onnx.load(tmp)
+        if simplify:
+            model = _simplify(model)
+        if flavour == "lite":
+            _strip_default_dilations(model)
+        meta = {SPEC_KEY: json.dumps(spec_to_dict(spec), ensure_ascii=False), FLAVOUR_KEY: flavour,
+                VERSION_KEY: __version__}
+        del model.metadata_props[:]
+        for key, value in meta.items():
+            model.metadata_props.add(key=key, value=value)
+        onnx.checker.check_model(model, full_check=True)
+        onnx.save(model, tmp)
+        os.replace(tmp, output)
+    finally:
+        if spec.transform is not None:
+            net.transform.use_grid_sample = True
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    diff, same = _compare_with_torch(net, output, spec, 3 if dynamic_batch else batch)
+    return OnnxExport(path=output, flavour=flavour, opset=opset, max_abs_diff=diff, ids_equal=same)
+
+
+def _simplify(model):
+    try:
+        import onnxslim
+    except ImportError:
+        raise ExportError("--simplify needs onnxslim: pip install -c constraints.txt onnxslim") from None
+    return onnxslim.slim(model)
+
+
+def _compare_with_torch(net, path: Path, spec: ModelSpec, batch: int):
+    import onnxruntime as ort
+    import torch
+
+    x = example_batch(spec, batch, seed=1)
+    with torch.inference_mode():
+        ref = net(torch.from_numpy(x)).numpy()
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {INPUT_NAME: x})[0]
+    return float(np.abs(got - ref).max()), bool((got.argmax(-1) == ref.argmax(-1)).all())
+
+
+def read_onnx_spec(path, expected: Optional[ModelSpec] = None) -> ModelSpec:
+    """The spec stored in an exported model; with `expected`, an error if they disagree."""
+    import onnx
+
+    from rare_portable.spec import spec_from_dict
+
+    path = Path(path)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as e:
+        raise ExportError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from None
+    meta = {p.key: p.value for p in model.metadata_props}
+    if SPEC_KEY not in meta:
+        raise ExportError(f"{path}: no {SPEC_KEY} metadata; export it with `rare export --format onnx`")
+    spec = spec_from_dict(json.loads(meta[SPEC_KEY]))
+    if expected is not None:
+        check_same_spec(path, spec, expected)
+    return spec
+

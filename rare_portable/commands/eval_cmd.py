@@ -1,0 +1,293 @@
+"""`rare eval`: word accuracy and normalised edit distance per dataset, as MindOCR's multi-dataset eval.
+
+Every leaf LMDB under a `--data` folder is one dataset (or an image folder + label file, MindOCR's
+`RecDataset`). Samples that cannot be read are skipped and counted per dataset; the run fails only when
+no sample at all could be evaluated. The summary gives MindOCR's unweighted mean over datasets, and the
+mean weighted by samples, because papers quote one or the other.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from functools import partial
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import click
+from tqdm import tqdm
+
+from ..cli import config_options
+from ..config import RareConfig, load_config
+from ..data.folder import FolderDataset
+from ..data.lmdb import LmdbDataset, find_lmdb_datasets
+from ..data.samples import DataError, SampleSource, SkipLog
+from ..metrics import RecMetric
+from ..nets import BackendUnavailable
+
+MESSAGES_SHOWN = 3  # skip messages printed (and written to --json) per dataset
+METRIC_FLAGS = ("ignore_space", "filter_ood", "lower", "ignore_symbol")  # MindOCR RecMetric options we honour
+
+
+def runtime_options(func):
+    """`--weights`, `--backend`, `--device`: which model runs, where; shared by eval and predict."""
+    from runtimes import RUNTIMES
+
+    func = click.option("--device", default="cpu", show_default=True,
+                        help="cpu, cuda/gpu[:N] or ascend[:N] (mindspore).")(func)
+    func = click.option("--backend", type=click.Choice(sorted(RUNTIMES)), default="torch", show_default=True,
+                        help="Runtime: a framework (mindspore-graph compiles MindSpore's graph mode).")(func)
+    return click.option("--weights", "-w", required=True, type=click.Path(exists=True, dir_okay=False),
+                        help="Weights (.ckpt/.pt/.safetensors); for onnxruntime/mindir/mslite the exported model.")(func)
+
+
+def open_cli_runtime(backend: str, config: RareConfig, weights: str, device: str):
+    """The runtime, or a one-line error when its framework or device is missing."""
+    from runtimes import open_runtime
+
+    try:
+        return open_runtime(backend, config, weights, device=device)
+    except BackendUnavailable as e:
+        raise click.ClickException(str(e)) from None
+
+
+def postprocess_lower(config: RareConfig) -> bool:
+    """MindOCR's `RecAttnLabelDecode(lower=...)`: lower-case predictions only when the config asks."""
+    return bool(config.section("postprocess.lower", False))
+
+
+def metric_options(config: RareConfig) -> Dict[str, bool]:
+    """The config's `metric:` flags; absent ones keep MindOCR's defaults (RecMetric's defaults)."""
+    section = config.section("metric") or {}
+    return {key: bool(section[key]) for key in METRIC_FLAGS if key in section}
+
+
+@dataclass
+class DatasetTarget:
+    """A dataset to evaluate, opened only when its turn comes so one bad path does not stop the others."""
+
+    name: str
+    path: str
+    open: Callable[[], SampleSource]
+
+
+@dataclass
+class DatasetResult:
+    name: str
+    path: str
+    entries: int = 0  # entries read (num-samples, or label lines), up to --limit
+    samples: int = 0  # entries evaluated
+    skipped: SkipLog = field(default_factory=SkipLog)
+    error: Optional[str] = None  # why the dataset could not be opened at all
+    correct: int = 0
+    acc: Optional[float] = None
+    norm_edit_distance: Optional[float] = None
+    seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> Optional[float]:
+        return self.samples / self.seconds if self.samples and self.seconds > 0 else None
+
+    def problem(self) -> str:
+        """Why nothing of this dataset was evaluated, naming the path (and key), for the final error."""
+        if self.error:
+            return self.error
+        if self.skipped.messages:
+            return self.skipped.messages[0]
+        return f"{self.path}: empty (no entries)"
+
+    def to_json(self) -> dict:
+        return {
+            "name": self.name, "path": self.path, "entries": self.entries, "samples": self.samples,
+            "skipped": self.skipped.total, "skip_reasons": dict(self.skipped.counts),
+            "skip_messages": self.skipped.messages[:MESSAGES_SHOWN], "error": self.error,
+            "correct": self.correct, "acc": self.acc, "norm_edit_distance": self.norm_edit_distance,
+            "images_per_second": self.images_per_second,
+        }
+
+
+def lmdb_targets(root: Path) -> List[DatasetTarget]:
+    """One target per leaf LMDB under `root`, named relative to root's parent (`evaluation/IIIT5k`)."""
+    try:
+        leaves = find_lmdb_datasets(root)
+    except DataError as e:
+        return [DatasetTarget(root.name or str(root), str(root), _raiser(e))]
+    base = root.resolve().parent
+    return [DatasetTarget(leaf.resolve().relative_to(base).as_posix(), str(leaf), partial(LmdbDataset, leaf))
+            for leaf in leaves]
+
+
+def folder_target(images_dir: Path, label_file: Path) -> DatasetTarget:
+    name = f"{label_file.parent.name}/{label_file.name}" if label_file.parent.name else label_file.name
+    return DatasetTarget(name, f"{images_dir} + {label_file}", partial(FolderDataset, images_dir, label_file))
+
+
+def _raiser(error: Exception) -> Callable[[], SampleSource]:
+    def open_fails() -> SampleSource:
+        raise error
+    return open_fails
+
+
+def resolve_targets(config: RareConfig, data: Sequence[str], label_files: Sequence[str]) -> List[DatasetTarget]:
+    """--data/--label-file, or else the config's eval.dataset paths joined to dataset_root as MindOCR does."""
+    dataset_cfg = config.section("eval.dataset") or {}
+    root = dataset_cfg.get("dataset_root") or ""
+    if not data:
+        data = [os.path.join(root, d) for d in _as_list(dataset_cfg.get("data_dir"))]
+        if not data:
+            raise click.UsageError("no --data and the config has no eval.dataset.data_dir; pass --data DIR")
+    if not label_files:
+        label_files = [os.path.join(root, f) for f in _as_list(dataset_cfg.get("label_file"))]
+    if not label_files:
+        return [target for path in data for target in lmdb_targets(Path(path))]
+    if len(label_files) != len(data):
+        raise click.UsageError(f"{len(label_files)} label file(s) for {len(data)} --data folder(s); image "
+                               f"folders and label files pair up in order, so give as many of each")
+    return [folder_target(Path(d), Path(f)) for d, f in zip(data, label_files)]
+
+
+def _as_list(value) -> List[str]:
+    if value is None or value == "":
+        return []
+    return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+
+
+def evaluate(runtime, target: DatasetTarget, metric: RecMetric, batch_size: int, limit: Optional[int],
+             lower: bool) -> DatasetResult:
+    """Read, preprocess, predict, decode and score one dataset; a dataset that cannot be opened is a result too."""
+    result = DatasetResult(target.name, target.path)
+    start = time.perf_counter()
+    try:
+        source = target.open()
+    except DataError as e:
+        result.error = str(e)
+        return result
+    result.entries = len(source) if limit is None else min(limit, len(source))
+    images: List = []
+    labels: List[str] = []
+
+    def score_batch():
+        texts = [text for text, _ in runtime.recognise(images, lower=lower)]
+        metric.update(texts, labels)
+        images.clear()
+        labels.clear()
+
+    try:
+        with tqdm(total=result.entries, desc=target.name, unit="img", leave=False, disable=None) as progress:
+            for sample in itertools.islice(source, result.entries):
+                progress.update()
+                if sample.skip is not None:
+                    continue
+                images.append(sample.image)
+                labels.append(sample.label)
+                if len(images) == batch_size:
+                    score_batch()
+            if images:
+                score_batch()
+    finally:
+        if isinstance(source, LmdbDataset):
+            source.close()  # one open environment per dataset, not one per dataset evaluated so far
+    result.seconds = time.perf_counter() - start
+    result.skipped = source.skipped
+    if metric.total:
+        scores = metric.result()
+        result.samples, result.correct = scores["total"], scores["correct"]
+        result.acc, result.norm_edit_distance = scores["acc"], scores["norm_edit_distance"]
+    return result
+
+
+def summarise(results: Sequence[DatasetResult]) -> Dict[str, dict]:
+    """MindOCR's average (each dataset counts once) and the sample-weighted one, over scored datasets."""
+    scored = [r for r in results if r.samples]
+    samples = sum(r.samples for r in scored)
+    return {
+        "mean": {
+            "acc": sum(r.acc for r in scored) / len(scored),
+            "norm_edit_distance": sum(r.norm_edit_distance for r in scored) / len(scored),
+            "datasets": len(scored),
+        },
+        "weighted_mean": {
+            "acc": sum(r.correct for r in scored) / samples,
+            "norm_edit_distance": sum(r.norm_edit_distance * r.samples for r in scored) / samples,
+            "samples": samples,
+        },
+    }
+
+
+def format_table(results: Sequence[DatasetResult], summary: Dict[str, dict]) -> str:
+    header = ("dataset", "samples", "skipped", "acc", "NED", "img/s")
+    rows = [header]
+    for r in results:
+        speed = "-" if r.images_per_second is None else f"{r.images_per_second:.1f}"
+        rows.append((r.name, str(r.samples), str(r.skipped.total), _fraction(r.acc), _fraction(r.norm_edit_distance),
+                     speed))
+    mean, weighted = summary["mean"], summary["weighted_mean"]
+    plural = "s" if mean["datasets"] != 1 else ""
+    rows.append((f"mean of {mean['datasets']} dataset{plural} (MindOCR)", "", "", _fraction(mean["acc"]),
+                 _fraction(mean["norm_edit_distance"]), ""))
+    rows.append(("mean weighted by samples", str(weighted["samples"]), "", _fraction(weighted["acc"]),
+                 _fraction(weighted["norm_edit_distance"]), ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+             for row in rows]
+    rule = "-" * len(lines[0])
+    return "\n".join([lines[0], rule, *lines[1:len(results) + 1], rule, *lines[len(results) + 1:]])
+
+
+def _fraction(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:.4f}"
+
+
+def echo_problems(results: Sequence[DatasetResult]) -> None:
+    """Per dataset: why it could not be opened, or what was skipped with the first messages."""
+    for r in results:
+        if r.error:
+            click.echo(f"{r.name}: not evaluated: {r.error}", err=True)
+            continue
+        if r.skipped.total:
+            click.echo(f"{r.name}: {r.skipped.summary()}", err=True)
+            for message in r.skipped.messages[:MESSAGES_SHOWN]:
+                click.echo(f"  {message}", err=True)
+        if not r.entries:
+            click.echo(f"{r.name}: empty, nothing to evaluate", err=True)
+
+
+@click.command("eval")
+@config_options
+@runtime_options
+@click.option("--data", "data", multiple=True, metavar="DIR",
+              help="An LMDB or a folder of them (each leaf LMDB is one dataset), or an image folder with "
+                   "--label-file; repeatable. Default: the config's eval.dataset.")
+@click.option("--label-file", "label_files", multiple=True, metavar="FILE",
+              help="`image_path<TAB>text` file for the image folder given as --data (pairs up in order).")
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), help="Read at most this many entries per dataset.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the per-dataset numbers and both means to this file.")
+def eval_command(config, opts, weights, backend, device, data, label_files, batch_size, limit, json_path):
+    """Accuracy and NED per dataset, and their means.
+
+    Datasets are LMDBs (every leaf LMDB under --data is one) or image folders with label files."""
+    rare_config = load_config(config, opts)
+    targets = resolve_targets(rare_config, data, label_files)
+    runtime = open_cli_runtime(backend, rare_config, weights, device)
+    new_metric = partial(RecMetric, rare_config.spec.charset, **metric_options(rare_config))
+    lower = postprocess_lower(rare_config)
+    results = [evaluate(runtime, target, new_metric(), batch_size, limit, lower) for target in targets]
+    echo_problems(results)
+    if not any(r.samples for r in results):
+        raise click.ClickException("no sample could be evaluated: " + "; ".join(r.problem() for r in results))
+    summary = summarise(results)
+    click.echo(format_table(results, summary))
+    if json_path is not None:
+        report = {
+            "config": rare_config.source, "opts": list(opts), "weights": str(weights), "backend": runtime.name,
+            "device": device, "batch_size": batch_size, "limit": limit,
+            "metric": {k: getattr(new_metric(), k) for k in METRIC_FLAGS},
+            "datasets": [r.to_json() for r in results], **summary,
+        }
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        click.echo(f"wrote {json_path}")

@@ -1,0 +1,91 @@
+"""`rare export` (ONNX, MindIR, MindSpore Lite) and `rare convert` (Ascend 310 converter config)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..cli import config_options
+
+FORMATS = {"onnx": ".onnx", "onnx-lite": ".onnx", "mindir": ".mindir", "mslite": ".ms"}
+
+
+@click.command()
+@config_options
+@click.option("--weights", "-w", type=click.Path(exists=True, dir_okay=False),
+              help="Trained weights (.ckpt/.pt/.safetensors); fresh weights without it.")
+@click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), required=True,
+              help="onnx (GridSample, for ONNX Runtime), onnx-lite (the graph MindSpore Lite 2.0 parses), "
+                   "mindir (MindSpore, Ascend 310 via `rare convert`), mslite (a MindSpore Lite model).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, path_type=Path), required=True)
+@click.option("--dynamic-batch/--static-batch", default=True, show_default=True, help="A dynamic batch axis.")
+@click.option("--batch", type=int, default=1, show_default=True, help="The batch of a static export.")
+@click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset (>= 16 with TPS).")
+@click.option("--simplify", is_flag=True, help="Simplify the ONNX graph with onnxslim (parity re-checked).")
+@click.option("--device", default="cpu", show_default=True,
+              help="MindIR: the device MindSpore exports on (ascend for Ascend 310 conversion).")
+def export(config, opts, weights, fmt, output, dynamic_batch, batch, opset, simplify, device):
+    """Export a trained model; each artifact carries its spec and is checked against the network."""
+    from ..api import build_model
+
+    if output.suffix != FORMATS[fmt]:
+        raise click.ClickException(f"--output {output}: a {fmt} file ends in {FORMATS[fmt]}")
+    if fmt == "mindir":
+        from exporters.mindir_export import export_mindir
+        from runtimes.mindspore_rt import set_device
+
+        set_device(device)
+        result = export_mindir(build_model(config, "mindspore", opts=opts, weights=weights), output,
+                               batch=None if dynamic_batch else batch)
+        click.echo(f"{result.path}: input {result.input_name!r}, batch {result.batch or 'dynamic'}, "
+                   f"max |diff| vs MindSpore {result.max_abs_diff:.2e}")
+        return
+    net = build_model(config, "torch", opts=opts, weights=weights)
+    if fmt == "mslite":
+        from exporters.mslite_export import export_mslite
+
+        result = export_mslite(net, output, opset=opset)
+        click.echo(f"{result.path}: MindSpore Lite {result.lite_version} model (spec in {output.name}.json), "
+                   f"its ONNX max |diff| vs PyTorch {result.onnx_max_abs_diff:.2e}; `rare parity` checks Lite itself")
+        return
+    from exporters.onnx_export import export_onnx
+
+    result = export_onnx(net, output, flavour="lite" if fmt == "onnx-lite" else "standard", opset=opset,
+                         dynamic_batch=dynamic_batch, batch=batch, simplify=simplify)
+    verdict = "identical greedy ids" if result.ids_equal else "GREEDY IDS DIFFER"
+    click.echo(f"{result.path}: opset {result.opset}, {result.flavour}, ONNX Runtime vs PyTorch max |diff| "
+               f"{result.max_abs_diff:.2e}, {verdict}")
+    if not result.ids_equal or result.max_abs_diff > 1e-4:
+        raise click.ClickException("the exported model disagrees with PyTorch beyond 1e-4; not fit for use")
+
+
+@click.command()
+@click.argument("mindir", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--target", type=click.Choice(["ascend310"]), default="ascend310", show_default=True)
+@click.option("--output-dir", "-o", type=click.Path(file_okay=False, path_type=Path), default=".", show_default=True)
+@click.option("--precision-mode", default="enforce_fp32", show_default=True,
+              help="[ascend_context] precision_mode: enforce_fp32, preferred_fp32, enforce_fp16, ...")
+@click.option("--batch", type=int, default=1, show_default=True)
+@click.option("--run/--no-run", default=None, help="Run converter_lite (default: when it is on PATH).")
+def convert(mindir, target, output_dir, precision_mode, batch, run):
+    """Write the converter_lite config and command for MINDIR (from `rare export --format mindir`)."""
+    from exporters.ascend310 import convert_ascend310
+
+    result = convert_ascend310(mindir, output_dir, precision_mode=precision_mode, run=run, batch=batch)
+    click.echo(f"config: {result.config}")
+    click.echo("command: " + " ".join(result.command))
+    if result.warning:
+        click.echo(f"warning: {result.warning}", err=True)
+    if result.ran:
+        click.echo(f"converted: {result.output}")
+    else:
+        click.echo("converter_lite is not on PATH here: run the command above where MindSpore Lite's Ascend "
+                   "converter is installed (CANN toolkit + MindSpore Lite cloud inference)")
+
+
+@click.command("mslite-setup")
+def mslite_setup():
+    """Provision MindSpore Lite 2.0 (CPython 3.7 + mindspore-lite) into .mslite37/ for the mslite backend."""
+    from runtimes.mslite_bridge import setup
+
+    click.echo(f"MindSpore Lite interpreter: {setup()}")

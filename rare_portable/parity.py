@@ -1,0 +1,189 @@
+"""The conformance suite behind `rare parity`: every available runtime on the same inputs, against the
+PyTorch network as reference.
+
+Per runtime it reports the max |diff| of probabilities, whether greedy ids and decoded strings are
+identical, and a comparison that one near-tie cannot cascade through: steps are compared only up to
+a sample's first greedy divergence, and a divergence where the reference's top two probabilities are
+within the tolerance is a near-tie, not a violation. Framework runtimes are also compared teacher-forced
+(all runtimes fed the reference's ids), which checks every step of every sample.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+import numpy as np
+
+from .errors import UserError
+from .labels import decode
+from .spec import ModelSpec
+
+# fp32 tolerance for every runtime pair: probabilities within 1e-4, strings identical.
+# (Anchors: ONNX's backend tests use rtol 1e-3/atol 1e-7, Polygraphy defaults to 1e-5/1e-5.)
+FP32_TOLERANCE = 1e-4
+ALL_BACKENDS = ("torch", "mindspore", "mindspore-graph", "onnxruntime", "mindir", "mslite")
+REFERENCE = "torch"
+
+
+@dataclass
+class PairResult:
+    backend: str
+    reference: str
+    max_abs_diff: float  # every step of every sample
+    aligned_max_abs_diff: float  # steps before each sample's first greedy divergence
+    teacher_forced_max_abs_diff: Optional[float]  # framework runtimes only
+    ids_identical: bool
+    strings_identical: bool
+    near_ties: List[Dict] = field(default_factory=list)  # divergences at a reference near-tie
+    violations: List[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.violations
+
+
+def compare(backend: str, probs: np.ndarray, ref: np.ndarray, spec: ModelSpec, tolerance: float,
+            tf_probs: Optional[np.ndarray] = None, tf_ref: Optional[np.ndarray] = None) -> PairResult:
+    ids, ref_ids = probs.argmax(-1), ref.argmax(-1)
+    texts = [t for t, _ in decode(probs, spec.charset)]
+    ref_texts = [t for t, _ in decode(ref, spec.charset)]
+    aligned, near_ties, violations = 0.0, [], []
+    for n in range(len(ref)):
+        differ = np.nonzero(ids[n] != ref_ids[n])[0]
+        stop = int(differ[0]) if len(differ) else ref.shape[1]
+        if stop:
+            aligned = max(aligned, float(np.abs(probs[n, :stop] - ref[n, :stop]).max()))
+        if len(differ):
+            top2 = np.sort(ref[n, stop])[-2:]
+            gap = float(top2[1] - top2[0])
+            if gap <= tolerance:
+                near_ties.append({"sample": n, "step": stop, "top2_gap": gap})
+            else:
+                violations.append(f"sample {n}: greedy ids differ at step {stop} (reference top-2 gap {gap:.2e})")
+    tied = {t["sample"] for t in near_ties}
+    for n, (a, b) in enumerate(zip(texts, ref_texts)):
+        if a != b and n not in tied:
+            violations.append(f"sample {n}: {a!r} vs reference {b!r}")
+    if aligned > tolerance:
+        violations.append(f"probabilities differ by {aligned:.2e} > {tolerance:.0e}")
+    tf = None
+    if tf_probs is not None:
+        tf = float(np.abs(tf_probs - tf_ref).max())
+        if tf > tolerance:
+            violations.append(f"teacher-forced probabilities differ by {tf:.2e} > {tolerance:.0e}")
+    return PairResult(
+        backend=backend, reference=REFERENCE, max_abs_diff=float(np.abs(probs - ref).max()),
+        aligned_max_abs_diff=aligned, teacher_forced_max_abs_diff=tf, ids_identical=bool((ids == ref_ids).all()),
+        strings_identical=texts == ref_texts, near_ties=near_ties, violations=violations,
+    )
+
+
+def teacher_forced(runtime, batch: np.ndarray, ids: np.ndarray) -> Optional[np.ndarray]:
+    """Softmax of eval-mode logits with `ids` as the previous tokens, for runtimes holding a network."""
+    net = getattr(runtime, "net", None)
+    if net is None:
+        return None
+    targets = np.concatenate([np.zeros((len(ids), 1), ids.dtype), ids], axis=1).astype(np.int32)
+    if runtime.name == "torch":
+        import torch
+        with torch.inference_mode():
+            logits = net(torch.from_numpy(batch), torch.from_numpy(targets)).numpy()
+    else:
+        import mindspore as ms
+        logits = net(ms.Tensor(batch), ms.Tensor(targets)).asnumpy()
+    e = np.exp(logits - logits.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+@dataclass
+class ParityReport:
+    config: str
+    inputs: Dict[str, int]
+    tolerance: float
+    results: Dict[str, List[PairResult]]  # input set -> one result per runtime
+    unavailable: Dict[str, str]  # backend -> why it did not run
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for rows in self.results.values() for r in rows)
+
+    def to_json(self) -> dict:
+        out = asdict(self)
+        out["ok"] = self.ok
+        return out
+
+
+def run_parity(spec: ModelSpec, weights, input_sets: Dict[str, np.ndarray], backends: Sequence[str] = ALL_BACKENDS,
+               tolerance: float = FP32_TOLERANCE, workdir: Optional[Path] = None,
+               progress: Callable[[str], None] = lambda msg: None) -> ParityReport:
+    """Export what the backends need into `workdir`, run each on every input set, compare with PyTorch."""
+    from runtimes import open_runtime
+
+    workdir = Path(workdir or tempfile.mkdtemp(prefix="rare-parity-"))
+    runtimes, unavailable = {}, {}
+    for backend in [REFERENCE] + [b for b in backends if b != REFERENCE]:
+        try:
+            progress(f"preparing {backend}")
+            artifact = _artifact_for(backend, spec, weights, workdir)
+            runtimes[backend] = open_runtime(backend, spec, artifact if artifact else weights)
+        except UserError as e:  # a runtime that cannot run here is reported, not fatal
+            unavailable[backend] = str(e)
+    if REFERENCE in unavailable:
+        raise RuntimeError(f"the reference runtime ({REFERENCE}) is unavailable: {unavailable[REFERENCE]}")
+    results = {}
+    for name, batch in input_sets.items():
+        ref = runtimes[REFERENCE].predict(batch)
+        ref_ids = ref.argmax(-1)
+        tf_ref = teacher_forced(runtimes[REFERENCE], batch, ref_ids)
+        rows = []
+        for backend, runtime in runtimes.items():
+            if backend == REFERENCE:
+                continue
+            progress(f"{name}: {backend}")
+            probs = runtime.predict(batch)
+            tf = teacher_forced(runtime, batch, ref_ids)
+            rows.append(compare(backend, probs, ref, spec, tolerance, tf, tf_ref if tf is not None else None))
+        results[name] = rows
+    return ParityReport(config=spec.name, inputs={k: len(v) for k, v in input_sets.items()}, tolerance=tolerance,
+                        results=results, unavailable=unavailable)
+
+
+def _artifact_for(backend: str, spec: ModelSpec, weights, workdir: Path) -> Optional[Path]:
+    """Export the artifact an artifact runtime loads; framework runtimes take the weights directly."""
+    from .api import build_model
+
+    if backend == "onnxruntime":
+        from exporters.onnx_export import export_onnx
+        return export_onnx(build_model(spec, "torch", weights=weights), workdir / f"{spec.name}.onnx").path
+    if backend == "mindir":
+        from exporters.mindir_export import export_mindir
+        return export_mindir(build_model(spec, "mindspore", weights=weights), workdir / f"{spec.name}.mindir",
+                             batch=None).path
+    if backend == "mslite":
+        from runtimes.mslite_bridge import LiteUnavailable, availability
+        reason = availability()
+        if reason:
+            raise LiteUnavailable(reason)
+        from exporters.mslite_export import export_mslite
+        return export_mslite(build_model(spec, "torch", weights=weights), workdir / f"{spec.name}.ms").path
+    return None
+
+
+def format_report(report: ParityReport) -> str:
+    lines = [f"parity of {report.config} against {REFERENCE} (fp32 tolerance {report.tolerance:.0e})"]
+    header = f"{'runtime':<16}{'max|Δ|':>10}{'aligned':>10}{'teacher-f.':>11}{'ids':>5}{'text':>6}{'ties':>6}  verdict"
+    for name, rows in report.results.items():
+        lines += ["", f"{name} ({report.inputs[name]} images)", header]
+        for r in rows:
+            tf = "n/a" if r.teacher_forced_max_abs_diff is None else f"{r.teacher_forced_max_abs_diff:.1e}"
+            verdict = "ok" if r.ok else "FAIL: " + "; ".join(r.violations[:3])
+            lines.append(f"{r.backend:<16}{r.max_abs_diff:>10.1e}{r.aligned_max_abs_diff:>10.1e}{tf:>11}"
+                         f"{'=' if r.ids_identical else '≠':>5}{'=' if r.strings_identical else '≠':>6}"
+                         f"{len(r.near_ties):>6}  {verdict}")
+    for backend, why in report.unavailable.items():
+        lines.append(f"not run: {backend}: {why}")
+    lines.append("")
+    lines.append("PARITY OK" if report.ok else "PARITY VIOLATED")
+    return "\n".join(lines)

@@ -1,0 +1,53 @@
+"""ONNX Runtime on a model from `rare export --format onnx`; the spec comes from the model's metadata."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional, Sequence
+
+import numpy as np
+import onnxruntime as ort
+
+from exporters.onnx_export import INPUT_NAME, ExportError, read_onnx_spec
+from rare_portable.nets import BackendUnavailable
+from rare_portable.spec import ModelSpec
+
+from .base import Runtime
+
+
+class OnnxRuntime(Runtime):
+    name = "onnxruntime"
+
+    def __init__(self, spec: Optional[ModelSpec], weights, device: str = "cpu", threads: Optional[int] = None,
+                 providers: Optional[Sequence[str]] = None, graph_optimization: str = "all", profile: bool = False):
+        """`weights` is the .onnx file. `spec` (from --config) is checked against the stored one.
+        `device` picks the providers unless they are given: cpu, or cuda/gpu for the CUDA provider."""
+        path = Path(weights)
+        if providers is None:
+            providers = _providers(device)
+        super().__init__(read_onnx_spec(path, expected=spec))
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        levels = {"none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                  "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+        options.graph_optimization_level = levels[graph_optimization]
+        options.enable_profiling = profile
+        try:
+            self.session = ort.InferenceSession(str(path), options, providers=list(providers))
+        except Exception as e:
+            raise ExportError(f"{path}: ONNX Runtime cannot load it ({type(e).__name__}: {e})") from None
+
+    def _predict(self, batch: np.ndarray) -> np.ndarray:
+        return self.session.run(None, {INPUT_NAME: batch})[0]
+
+
+def _providers(device: str):
+    kind = device.lower().split(":")[0]
+    if kind == "cpu":
+        return ["CPUExecutionProvider"]
+    if kind in ("cuda", "gpu"):
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            raise BackendUnavailable(f"device {device!r}: this onnxruntime has no CUDA provider; "
+                                     f"pip install onnxruntime-gpu, or use --device cpu")
+        return ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    raise BackendUnavailable(f"onnxruntime here runs on cpu or cuda, not {device!r}")

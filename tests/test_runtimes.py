@@ -1,0 +1,163 @@
+"""Runtimes: every registered framework runtime gives the same probabilities, and every runtime refuses
+a bad batch the same way before its framework sees it."""
+import sys
+
+import numpy as np
+import pytest
+
+from mindocr_recipe import recipe
+from rare_portable import build_model, get_state, load_config
+from rare_portable.nets import BackendUnavailable
+from rare_portable.spec import SpecError
+from rare_portable.weights import write_state
+from runtimes import RUNTIMES, Runtime, open_runtime
+
+FRAMEWORK_RUNTIMES = ["torch", "mindspore", "mindspore-graph"]
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return load_config("rare_tiny").spec
+
+
+@pytest.fixture(scope="module")
+def recipe_weights(tmp_path_factory):
+    """Non-trivial weights (MindOCR's recipe), so the heads' outputs differ from step to step."""
+    shapes = {k: v.shape for k, v in get_state(build_model("rare_tiny", "torch")).items()}
+    return write_state({k: recipe(k, s, seed=7) for k, s in shapes.items()},
+                       tmp_path_factory.mktemp("weights") / "recipe.safetensors")
+
+
+class Constant(Runtime):
+    """A runtime without a framework, to test what the base class does on its own."""
+
+    name = "constant"
+
+    def __init__(self, spec, steps=None):
+        super().__init__(spec)
+        self.steps = steps or spec.head.num_steps
+        self.seen = []
+
+    def _predict(self, batch):
+        self.seen.append(batch)
+        probs = np.zeros((len(batch), self.steps, self.spec.num_classes), np.float32)
+        probs[:, :, 1] = 1.0  # STOP at once: empty text
+        return probs
+
+
+def images(spec, n=3, seed=0):
+    i = spec.input
+    return np.random.default_rng(seed).uniform(-1, 1, (n, i.channels, i.height, i.width)).astype(np.float32)
+
+
+def test_framework_runtimes_agree(spec, recipe_weights):
+    import mindspore as ms
+
+    x = images(spec)
+    caller_mode = ms.get_context("mode")
+    probs = {}
+    for backend in FRAMEWORK_RUNTIMES:
+        runtime = open_runtime(backend, "rare_tiny", recipe_weights)
+        assert runtime.name == backend
+        probs[backend] = runtime.predict(x)
+        assert ms.get_context("mode") == caller_mode, f"{backend} left MindSpore in another mode"
+    reference = probs["torch"]
+    assert reference.shape == (3, spec.head.num_steps, spec.num_classes) and reference.dtype == np.float32
+    assert len(set(reference.argmax(-1)[:, :5].ravel())) > 1, "recipe weights should not read one class only"
+    for backend, out in probs.items():
+        assert np.abs(out - reference).max() <= 1e-4, backend
+        np.testing.assert_array_equal(out.argmax(-1), reference.argmax(-1))
+
+
+def test_graph_and_pynative_runtimes_share_a_process(spec, recipe_weights):
+    """MindSpore's mode is process-wide; each runtime must still run in its own."""
+    graph = open_runtime("mindspore-graph", spec, recipe_weights)
+    pynative = open_runtime("mindspore", spec, recipe_weights)
+    x = images(spec, n=2)
+    first = graph.predict(x)
+    np.testing.assert_allclose(pynative.predict(x), first, atol=1e-5)
+    np.testing.assert_array_equal(graph.predict(x), first)
+    assert (graph.mode, pynative.mode) == ("graph", "pynative")
+
+
+def test_float64_is_narrowed_and_empty_batches_need_no_framework(spec):
+    runtime = Constant(spec)
+    x = images(spec, n=2)
+    np.testing.assert_array_equal(runtime.predict(x.astype(np.float64)), runtime.predict(x))
+    assert runtime.seen[0].dtype == np.float32 and runtime.seen[0].flags.c_contiguous
+    assert runtime.predict(x[:0]).shape == (0, spec.head.num_steps, spec.num_classes)
+    assert len(runtime.seen) == 2
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int64, np.float16, bool])
+def test_other_dtypes_are_refused_naming_expected_and_actual(spec, dtype):
+    runtime = Constant(spec)
+    with pytest.raises(SpecError, match=rf"expected a float32 batch, got {np.dtype(dtype)}"):
+        runtime.predict(images(spec).astype(dtype))
+    assert not runtime.seen
+
+
+def test_non_arrays_are_refused(spec):
+    with pytest.raises(SpecError, match="expected a numpy float32 array, got list"):
+        Constant(spec).predict(images(spec).tolist())
+
+
+@pytest.mark.parametrize("shape, message", [
+    ((3, 32, 100), r"expected a batch N x 3 x 32 x 100 \(NCHW\), got shape \[3, 32, 100\]"),
+    ((1, 1, 32, 100), "input has 1 channels, the model expects 3"),
+    ((1, 3, 32, 128), "input is 32x128, the model expects 32x100"),
+    ((1, 32, 100, 3), "input has 32 channels"),
+])
+def test_bad_shapes_are_refused_before_the_framework(spec, shape, message):
+    runtime = Constant(spec)
+    with pytest.raises(SpecError, match=message):
+        runtime.predict(np.zeros(shape, np.float32))
+    assert not runtime.seen
+
+
+@pytest.mark.parametrize("backend", ["torch", "mindspore"])
+def test_framework_runtimes_validate_too(spec, backend):
+    runtime = open_runtime(backend, spec)
+    with pytest.raises(SpecError, match="expected a float32 batch, got int32"):
+        runtime.predict(images(spec).astype(np.int32))
+
+
+def test_a_runtime_returning_the_wrong_shape_is_caught(spec):
+    with pytest.raises(RuntimeError, match=r"shape \[2, 5, 38\], expected \[2, 26, 38\]"):
+        Constant(spec, steps=5).predict(images(spec, n=2))
+
+
+def test_recognise_preprocesses_predicts_and_decodes(spec):
+    runtime = Constant(spec)
+    words = [np.full((20, 60, 3), 255, np.uint8), np.zeros((40, 30, 3), np.uint8)]
+    assert runtime.recognise(words) == [("", 0.0), ("", 0.0)]
+    assert runtime.seen[0].shape == (2, 3, 32, 100)
+
+
+def test_unknown_backend_lists_the_registered_ones():
+    with pytest.raises(ValueError, match="unknown backend 'tensorflow'; choose one of torch, mindspore"):
+        open_runtime("tensorflow", "rare_tiny")
+    assert set(FRAMEWORK_RUNTIMES) <= set(RUNTIMES)
+
+
+def test_missing_framework_says_how_to_install_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "torch", None)  # `import torch` now fails as if not installed
+    monkeypatch.delitem(sys.modules, "runtimes.torch_rt", raising=False)
+    with pytest.raises(BackendUnavailable, match=r"needs torch.*pip install .*rare-portable\[torch\]"):
+        open_runtime("torch", "rare_tiny")
+
+
+def test_options_are_checked():
+    with pytest.raises(ValueError, match="mode must be one of pynative, graph"):
+        open_runtime("mindspore", "rare_tiny", mode="eager")
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        open_runtime("torch", "rare_tiny", threads=0)
+    with pytest.raises(BackendUnavailable, match="mindspore does not know device 'tpu'"):
+        open_runtime("mindspore", "rare_tiny", device="tpu")
+    with pytest.raises(BackendUnavailable, match="torch does not know device 'tpu'"):
+        open_runtime("torch", "rare_tiny", device="tpu")
+
+
+def test_config_overrides_reach_the_runtime():
+    runtime = open_runtime("torch", "rare_tiny", opts=["model.head.batch_max_length=10", "common.max_text_len=10"])
+    assert runtime.predict(images(runtime.spec, n=1)).shape == (1, 11, 38)
