@@ -1,0 +1,227 @@
+"""Exporters and the artifact runtimes: ONNX (standard and Lite flavour), MindIR, Ascend 310 config,
+MindSpore Lite, and the conformance suite over all of them."""
+import collections
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import rare_portable  # noqa: F401  (before onnx: it picks the protobuf backend MindSpore needs)
+import onnx
+from exporters.artifact import ArtifactError
+from exporters.ascend310 import convert_ascend310
+from exporters.mindir_export import export_mindir
+from exporters.onnx_export import ExportError, export_onnx, read_onnx_spec
+from rare_portable import build_model, load_config
+from rare_portable.parity import FP32_TOLERANCE, compare, format_report, run_parity
+from rare_portable.spec import SpecError
+from runtimes import open_runtime
+from runtimes.mslite_bridge import availability
+
+TPS = ["model.transform.name=STN_ON", "model.transform.loc_channels=[8,16,16,16,16,16]",
+       "model.transform.loc_fc_hidden=32"]
+LITE_MISSING = availability()
+needs_lite = pytest.mark.skipif(LITE_MISSING is not None, reason=f"MindSpore Lite: {LITE_MISSING}")
+
+
+def _batch(spec, n, seed=0):
+    i = spec.input
+    return np.random.default_rng(seed).uniform(-1, 1, (n, i.channels, i.height, i.width)).astype(np.float32)
+
+
+def _recipe_net(backend, opts, tmp_path):
+    """Weights that make the TPS warp and the decoder emit text, so comparisons mean something."""
+    from mindocr_recipe import recipe
+    from rare_portable import get_state
+    from rare_portable.weights import write_state
+
+    path = tmp_path / "recipe.safetensors"
+    if not path.exists():
+        shapes = {k: v.shape for k, v in get_state(build_model("rare_tiny", "torch", opts=opts)).items()}
+        write_state({k: recipe(k, s, seed=3) for k, s in shapes.items()}, path)
+    return build_model("rare_tiny", backend, opts=opts, weights=path), path
+
+
+def _ops(path):
+    return collections.Counter(n.op_type for n in onnx.load(str(path)).graph.node)
+
+
+@pytest.mark.parametrize("opts", [[], TPS], ids=["plain", "tps"])
+@pytest.mark.parametrize("flavour", ["standard", "lite"])
+def test_onnx_export_matches_torch_and_carries_spec(opts, flavour, tmp_path):
+    net, _ = _recipe_net("torch", opts, tmp_path)
+    result = export_onnx(net, tmp_path / "m.onnx", flavour=flavour)
+    assert result.max_abs_diff <= 1e-5 and result.ids_equal
+    assert read_onnx_spec(result.path) == net.spec
+    ops = _ops(result.path)
+    model = onnx.load(str(result.path))
+    assert model.opset_import[0].version == 17
+    if flavour == "lite":
+        # What MindSpore Lite 2.0 rejects (measured): GridSample, If, GreaterOrEqual, MaxPool dilations.
+        assert not {"GridSample", "If", "GreaterOrEqual", "Expand", "OneHot"} & set(ops)
+        assert all(a.name != "dilations" for n in model.graph.node if n.op_type == "MaxPool" for a in n.attribute)
+    elif opts:
+        assert ops["GridSample"] == 1
+    # every decode step is in the graph: one ArgMax per step feeding the next
+    assert ops["ArgMax"] >= net.spec.head.num_steps - 1
+    rt = open_runtime("onnxruntime", None, result.path)
+    x = _batch(net.spec, 5, seed=2)
+    import torch
+    with torch.inference_mode():
+        ref = net(torch.from_numpy(x)).numpy()
+    assert np.abs(rt.predict(x) - ref).max() <= 1e-5
+
+
+def test_onnx_errors_name_file_and_fix(tmp_path):
+    net = build_model("rare_tiny", "torch", opts=TPS)
+    with pytest.raises(ExportError, match="opset 15 is too old for the standard flavour"):
+        export_onnx(net, tmp_path / "m.onnx", opset=15)
+    path = export_onnx(net, tmp_path / "m.onnx").path
+    truncated = tmp_path / "truncated.onnx"
+    truncated.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(ArtifactError, match="truncated.onnx: not a readable ONNX model"):
+        open_runtime("onnxruntime", None, truncated)
+    with pytest.raises(ArtifactError, match="its transform .* disagrees with the config"):
+        open_runtime("onnxruntime", "rare_tiny", path)
+    other_dict = load_config("rare_tiny", TPS + ["common.character_dict_path=en_dict.txt",
+                                                 "common.num_classes=96", "model.head.out_channels=96"])
+    with pytest.raises(ArtifactError, match="disagrees with the config"):
+        open_runtime("onnxruntime", other_dict, path)
+    rt = open_runtime("onnxruntime", None, path)
+    with pytest.raises(SpecError, match="expected a float32 batch, got int64"):
+        rt.predict(np.zeros((1, 3, 32, 100), np.int64))
+    with pytest.raises(SpecError, match="input is 32x64, the model expects 32x100"):
+        rt.predict(np.zeros((1, 3, 32, 64), np.float32))
+
+
+def test_mindir_static_and_dynamic_batch(tmp_path):
+    import mindspore as ms
+
+    net, _ = _recipe_net("mindspore", TPS, tmp_path)
+    x = _batch(net.spec, 3, seed=4)
+    ref = net(ms.Tensor(x)).asnumpy()
+    dynamic = export_mindir(net, tmp_path / "dyn.mindir", batch=None)
+    static = export_mindir(net, tmp_path / "b1.mindir", batch=1)
+    assert dynamic.max_abs_diff == 0.0 and static.max_abs_diff == 0.0
+    assert static.input_name.endswith("images")
+    rt = open_runtime("mindir", "rare_tiny", dynamic.path, opts=TPS)
+    for n in (3, 1, 2, 3):  # MindSpore 2.8 needs a graph per batch size; the runtime keeps one each
+        assert np.abs(rt.predict(x[:n]) - ref[:n]).max() <= 1e-6
+    rt1 = open_runtime("mindir", None, static.path)
+    assert np.abs(rt1.predict(x[:1]) - ref[:1]).max() <= 1e-6
+    with pytest.raises(SpecError, match="exported for batch 1, got 3; re-export with --dynamic-batch"):
+        rt1.predict(x)
+    broken = tmp_path / "broken.mindir"
+    broken.write_bytes(b"\x00garbage")
+    (tmp_path / "broken.mindir.json").write_text((tmp_path / "b1.mindir.json").read_text())
+    with pytest.raises(ArtifactError, match="broken.mindir"):
+        open_runtime("mindir", None, broken)
+    (tmp_path / "lonely.mindir").write_bytes(static.path.read_bytes())
+    with pytest.raises(ArtifactError, match="spec file lonely.mindir.json is missing"):
+        open_runtime("mindir", None, tmp_path / "lonely.mindir")
+
+
+def test_ascend310_config_and_command(tmp_path):
+    mindir = export_mindir(build_model("rare_tiny", "mindspore"), tmp_path / "rare.mindir", batch=1)
+    result = convert_ascend310(mindir.path, tmp_path / "ascend", precision_mode="enforce_fp32")
+    assert result.config.read_text() == ("[ascend_context]\ninput_format=NCHW\ninput_shape=images:[1,3,32,100]\n"
+                                         "precision_mode=enforce_fp32\n")
+    assert result.command[:4] == ["converter_lite", "--fmk=MINDIR", "--saveType=MINDIR", "--optimize=ascend_oriented"]
+    assert f"--configFile={result.config}" in result.command and not result.ran
+    assert "Can't find OpAdapter for LSTM" in result.warning
+    with pytest.raises(ArtifactError, match="converter_lite is not on PATH"):
+        convert_ascend310(mindir.path, tmp_path / "ascend", run=True)
+    with pytest.raises(ArtifactError, match="exported for batch 1; convert with --batch 1"):
+        convert_ascend310(mindir.path, tmp_path / "ascend", batch=4)
+
+
+@pytest.mark.lite
+@needs_lite
+@pytest.mark.parametrize("opts", [[], TPS], ids=["plain", "tps"])
+def test_mslite_model_matches_torch(opts, tmp_path):
+    import torch
+    from exporters.mslite_export import export_mslite
+
+    net, _ = _recipe_net("torch", opts, tmp_path)
+    result = export_mslite(net, tmp_path / "m.ms")
+    rt = open_runtime("mslite", "rare_tiny", result.path, opts=opts)
+    for n in (2, 5, 1):  # one Lite model per batch size: resizing a used model crashed Lite 2.0
+        x = _batch(net.spec, n, seed=n)
+        with torch.inference_mode():
+            ref = net(torch.from_numpy(x)).numpy()
+        got = rt.predict(x)
+        assert np.abs(got - ref).max() <= FP32_TOLERANCE
+        np.testing.assert_array_equal(got.argmax(-1), ref.argmax(-1))
+
+
+def test_compare_flags_real_differences_and_excuses_near_ties():
+    spec = load_config("rare_tiny").spec
+    steps, classes = spec.head.num_steps, spec.num_classes
+    ref = np.full((2, steps, classes), 0.1 / (classes - 2), np.float32)
+    ref[:, :, 1] = 0.05  # STOP
+    ref[0, :, 5], ref[1, :, 7] = 0.85, 0.85
+    ref[0, 3, 5], ref[0, 3, 6] = 0.45, 0.45 - 5e-5  # a near-tie at step 3 of sample 0
+    same = compare("x", ref.copy(), ref, spec, 1e-4)
+    assert same.ok and same.ids_identical and same.strings_identical
+    tie = ref.copy()
+    tie[0, 3, 5], tie[0, 3, 6] = 0.45 - 5e-5, 0.45
+    tie[0, 4:, 5], tie[0, 4:, 9] = 0.05, 0.85  # the flip cascades into later steps
+    result = compare("x", tie, ref, spec, 1e-4)
+    assert result.ok and not result.ids_identical and result.near_ties == [
+        {"sample": 0, "step": 3, "top2_gap": pytest.approx(5e-5, abs=1e-6)}]
+    wrong = ref.copy()
+    wrong[1, 2, 7], wrong[1, 2, 8] = 0.1, 0.8
+    bad = compare("x", wrong, ref, spec, 1e-4)
+    assert not bad.ok and any("greedy ids differ at step 2" in v for v in bad.violations)
+    drift = ref + 3e-4
+    assert not compare("x", drift, ref, spec, 1e-4).ok
+
+
+def test_parity_suite_over_every_runtime(tmp_path):
+    """rare_tiny with TPS, recipe weights: all six runtimes (mslite where provisioned) within 1e-4."""
+    _, weights = _recipe_net("torch", TPS, tmp_path)
+    spec = load_config("rare_tiny", TPS).spec
+    report = run_parity(spec, weights, {"random": _batch(spec, 4, seed=9)}, workdir=tmp_path / "work")
+    ran = {r.backend for r in report.results["random"]}
+    expected = {"mindspore", "mindspore-graph", "onnxruntime", "mindir"} | ({"mslite"} if LITE_MISSING is None else set())
+    assert ran == expected, report.unavailable
+    assert report.ok, format_report(report)
+    if LITE_MISSING is not None:
+        assert "mslite" in report.unavailable
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "mindir"])
+def test_exported_rare_resnet34_matches_mindocr(backend, mindocr_record, tmp_path):
+    opts, record, ckpt = mindocr_record("rare_resnet34")
+    if backend == "onnxruntime":
+        artifact = export_onnx(build_model("rare_resnet34", "torch", weights=ckpt), tmp_path / "r34.onnx").path
+    else:
+        artifact = export_mindir(build_model("rare_resnet34", "mindspore", weights=ckpt), tmp_path / "r34.mindir",
+                                 batch=None).path
+    probs = open_runtime(backend, "rare_resnet34", artifact).predict(record["x"])
+    assert np.abs(probs - record["eval_probs"]).max() <= 1e-4
+    np.testing.assert_array_equal(probs.argmax(-1), record["eval_probs"].argmax(-1))
+
+
+def test_cli_export_convert_parity(tmp_path):
+    def rare(*args):
+        return subprocess.run([sys.executable, "-c", "from rare_portable.cli import main; main()", *args],
+                              capture_output=True, text=True, cwd=tmp_path)
+
+    run = rare("export", "-c", "rare_tiny", "--format", "onnx", "-o", "m.onnx")
+    assert run.returncode == 0, run.stderr
+    assert "identical greedy ids" in run.stdout
+    run = rare("export", "-c", "rare_tiny", "--format", "mindir", "--static-batch", "-o", "m.mindir")
+    assert run.returncode == 0, run.stderr
+    run = rare("convert", "m.mindir", "-o", "ascend")
+    assert run.returncode == 0 and "converter_lite --fmk=MINDIR" in run.stdout
+    assert "not on PATH" in run.stdout and "OpAdapter for LSTM" in run.stderr
+    run = rare("export", "-c", "rare_tiny", "--format", "onnx", "-o", "m.mindir")
+    assert run.returncode == 1 and "a onnx file ends in .onnx" in run.stderr
+    run = rare("parity", "-c", "rare_tiny", "--backend", "onnxruntime", "--backend", "mindspore", "--words", "4",
+               "--json", "report.json")
+    assert run.returncode == 0, run.stdout + run.stderr
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["ok"] and {r["backend"] for r in report["results"]["rendered words"]} == {"onnxruntime", "mindspore"}
