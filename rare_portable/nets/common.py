@@ -85,3 +85,12 @@ def stn_initial_points(t: TransformSpec) -> np.ndarray:
     if t.stn_activation == "sigmoid":
         pts = -np.log(1.0 / pts - 1.0)
     return pts.reshape(-1).astype(np.float32)
+
+
+def gru_combine(gi, gh, hidden, size: int, sigmoid, tanh):
+    """The GRU update from input and hidden projections (gates r, z, n as PyTorch/MindOCR order them),
+    written once for both frameworks' tensors."""
+    r = sigmoid(gi[:, :size] + gh[:, :size])
+    z = sigmoid(gi[:, size:2 * size] + gh[:, size:2 * size])
+    n = tanh(gi[:, 2 * size:] + r * gh[:, 2 * size:])
+    return n + z * (hidden - n)

@@ -12,7 +12,7 @@ import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
 from ..spec import BackboneSpec, HeadSpec, ModelSpec, NeckSpec, TransformSpec
-from .common import BN_EPS, MS_BN_MOMENTUM, tps_matrices
+from .common import BN_EPS, MS_BN_MOMENTUM, gru_combine, tps_matrices
 
 
 def _batch_norm(channels: int, dims: int = 2) -> nn.Cell:
@@ -111,11 +111,7 @@ class GRUCell(nn.Cell):
         gi = ops.matmul(dense, self.weight_ih[:, :d].T) + ops.gather(self.weight_ih[:, d:].T, onehot_ids, 0)
         gi = gi + self.bias_ih
         gh = ops.matmul(hidden, self.weight_hh.T) + self.bias_hh
-        h = self.hidden_size
-        r = ops.sigmoid(gi[:, :h] + gh[:, :h])
-        z = ops.sigmoid(gi[:, h:2 * h] + gh[:, h:2 * h])
-        n = ops.tanh(gi[:, 2 * h:] + r * gh[:, 2 * h:])
-        return n + z * (hidden - n)
+        return gru_combine(gi, gh, hidden, self.hidden_size, ops.sigmoid, ops.tanh)
 
 
 class AttentionCell(nn.Cell):

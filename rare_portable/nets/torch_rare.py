@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..spec import BackboneSpec, HeadSpec, ModelSpec, NeckSpec, TransformSpec
-from .common import BN_EPS, TORCH_BN_MOMENTUM, TORCH_TO_CANONICAL_BN, final_pool_pads, stem_pool_pads, tps_matrices
+from .common import (BN_EPS, TORCH_BN_MOMENTUM, TORCH_TO_CANONICAL_BN, final_pool_pads, gru_combine,
+                     stem_pool_pads, tps_matrices)
 
 
 class ConvNormLayer(nn.Module):
@@ -107,11 +108,7 @@ class GRUCell(nn.Module):
         d = self.dense_size
         gi = dense @ self.weight_ih[:, :d].t() + self.weight_ih[:, d:].t()[onehot_ids] + self.bias_ih
         gh = hidden @ self.weight_hh.t() + self.bias_hh
-        h = self.hidden_size
-        r = torch.sigmoid(gi[:, :h] + gh[:, :h])
-        z = torch.sigmoid(gi[:, h:2 * h] + gh[:, h:2 * h])
-        n = torch.tanh(gi[:, 2 * h:] + r * gh[:, 2 * h:])
-        return n + z * (hidden - n)
+        return gru_combine(gi, gh, hidden, self.hidden_size, torch.sigmoid, torch.tanh)
 
 
 class AttentionCell(nn.Module):
