@@ -126,7 +126,7 @@ def run_parity(spec: ModelSpec, weights, input_sets: Dict[str, np.ndarray], back
     for backend in [REFERENCE] + [b for b in backends if b != REFERENCE]:
         try:
             progress(f"preparing {backend}")
-            artifact = _artifact_for(backend, spec, weights, workdir)
+            artifact = artifact_for(backend, spec, weights, workdir)
             runtimes[backend] = open_runtime(backend, spec, artifact if artifact else weights)
         except UserError as e:  # a runtime that cannot run here is reported, not fatal
             unavailable[backend] = str(e)
@@ -150,7 +150,7 @@ def run_parity(spec: ModelSpec, weights, input_sets: Dict[str, np.ndarray], back
                         results=results, unavailable=unavailable)
 
 
-def _artifact_for(backend: str, spec: ModelSpec, weights, workdir: Path) -> Optional[Path]:
+def artifact_for(backend: str, spec: ModelSpec, weights, workdir: Path) -> Optional[Path]:
     """Export the artifact an artifact runtime loads; framework runtimes take the weights directly."""
     from .api import build_model
 
