@@ -22,6 +22,7 @@ COMMANDS = {
     "convert": "rare_portable.commands.export_cmd:convert",
     "mslite-setup": "rare_portable.commands.export_cmd:mslite_setup",
     "parity": "rare_portable.commands.parity_cmd:parity",
+    "train": "rare_portable.commands.train_cmd:train",
 }
 
 

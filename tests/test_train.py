@@ -1,0 +1,555 @@
+"""`rare train` on MindSpore: schedule and weight decay against hand computation, resume against an
+uninterrupted run, non-finite steps, fine-tuning onto another dictionary, PyTorch loading of the result,
+bad input refused before the first step, and (marked distributed) two msrun workers against one process.
+
+Runs use rare_tiny with 4-character labels and batches of 4, so a step graph compiles in seconds.
+"""
+import copy
+import dataclasses
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from rare_portable import build_model, get_state, list_configs, load_config, save_weights
+from rare_portable.config import ConfigError, RareConfig
+from rare_portable.data.lmdb import write_lmdb
+from rare_portable.train import TrainError, train
+from rare_portable.train import checkpoint as ckpt
+from rare_portable.train.data import BatchLoader
+from rare_portable.train.loop import Trainer
+from rare_portable.train.optim import build_optimizer, lr_schedule, parameter_groups
+from rare_portable.train.settings import OPTIMIZERS, OptimizerSettings, ScheduleSettings, read_settings
+from rare_portable.weights import WeightsError, read_state, write_state
+
+ROOT = Path(__file__).resolve().parent.parent
+TESTS = Path(__file__).resolve().parent
+WORDS = ["cat", "dog", "sun", "tree", "bird", "fish", "moon", "star"]
+STEPS_PER_EPOCH = 8  # 32 training samples, batch 4
+
+
+def word_png(word: str) -> bytes:
+    image = np.full((32, 16 * len(word) + 8, 3), 255, np.uint8)
+    cv2.putText(image, word, (4, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (0, 0, 0), 2)
+    return cv2.imencode(".png", image)[1].tobytes()
+
+
+def words_lmdb(path: Path, words) -> Path:
+    write_lmdb(path, [(word_png(w), w) for w in words])
+    return path
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("train_data")
+    words_lmdb(root / "train" / "synth", [WORDS[i % len(WORDS)] for i in range(32)])
+    words_lmdb(root / "val" / "a", WORDS[:4])
+    words_lmdb(root / "val" / "b", WORDS[4:])
+    return root
+
+
+def tiny_opts(data_root: Path, out: Path, *extra: str):
+    return [
+        "common.batch_size=4", "train.loader.batch_size=4", "common.max_text_len=4", "model.head.batch_max_length=4",
+        "scheduler.num_epochs=2", "scheduler.warmup_epochs=1", "scheduler.decay_epochs=1", "eval.loader.batch_size=4",
+        "system.val_while_train=True", "system.distribute=False", "system.log_interval=2",
+        f"train.dataset.dataset_root={data_root}", "train.dataset.data_dir=train",
+        f"eval.dataset.dataset_root={data_root}", "eval.dataset.data_dir=val", f"train.ckpt_save_dir={out}",
+        *extra,
+    ]
+
+
+def run(opts, **kwargs):
+    return train(load_config("rare_tiny", opts), opts, echo=lambda message: None, **kwargs)
+
+
+def trainer(opts, **kwargs) -> Trainer:
+    config = load_config("rare_tiny", opts)
+    return Trainer(config, read_settings(config, opts), echo=lambda message: None, **kwargs)
+
+
+def max_difference(a: dict, b: dict) -> float:
+    assert a.keys() == b.keys()
+    return max(float(np.abs(a[k] - b[k]).max()) for k in a)
+
+
+@pytest.fixture(scope="module")
+def straight_run(data_root, tmp_path_factory):
+    """Two epochs (16 steps) uninterrupted, validated after each: the run others compare with."""
+    out = tmp_path_factory.mktemp("straight")
+    opts = tiny_opts(data_root, out)
+    result = run(opts)
+    return out, opts, result
+
+
+# ------------------------------------------------------------------------- settings, schedule, optimizer
+
+
+@pytest.mark.parametrize("name", list_configs())
+def test_every_shipped_config_reads_as_mindocr_would(name):
+    config = load_config(name)
+    s = read_settings(config)
+    raw = config.raw
+    assert (s.seed, s.graph_mode, s.batch_size) == (42, True, raw["common"]["batch_size"])
+    assert (s.schedule.name, s.schedule.lr, s.schedule.num_epochs) == (
+        "warmup_cosine_decay", raw["scheduler"]["lr"], raw["scheduler"]["num_epochs"])
+    assert (s.optimizer.name, s.optimizer.weight_decay) == ("adamw", 0.05)
+    assert (s.loss_scale.kind, s.loss_scale.loss_scale, s.loss_scale.scale_window) == ("dynamic", 512, 1000)
+    assert s.output_dir == Path(config.raw["train"]["ckpt_save_dir"])
+    if name == "rare_resnet34_ch":  # clip_grad, filter_max_len, Rotate90IfVertical, padded resize, case kept
+        assert s.clip_norm == 0.1 and s.train_data.filter_max_len and not s.train_data.lower
+        assert s.train_data.rotate_vertical == (2.0, "counterclockwise")
+        assert s.train_data.input.keep_ratio and s.train_data.input.padding and s.train_data.input.width == 320
+    else:  # 0-9a-z: MindOCR lower-cases labels; RecResizeImg(padding: False) is a plain resize
+        assert s.clip_norm is None and s.train_data.lower and not s.train_data.input.keep_ratio
+
+
+def test_an_opt_on_either_batch_size_key_wins():
+    for key in ("common.batch_size", "train.loader.batch_size"):
+        opts = [f"{key}=8"]
+        assert read_settings(load_config("rare_tiny", opts), opts).batch_size == 8
+    opts = ["common.batch_size=8", "train.loader.batch_size=16"]
+    with pytest.raises(ConfigError, match="disagree"):
+        read_settings(load_config("rare_tiny", opts), opts)
+
+
+@pytest.mark.parametrize("opt, message", [
+    ("optimizer.opt=lamb", "optimizer.opt 'lamb' is not supported"),
+    ("scheduler.scheduler=step_decay", "scheduler.scheduler 'step_decay' is not supported"),
+    ("loss_scaler.scale_factor=1.5", "whole number"),
+    ("scheduler.warmup_epochs=30", "warmup_epochs"),
+])
+def test_unsupported_training_options_are_named(opt, message):
+    with pytest.raises(ConfigError, match=message):
+        read_settings(load_config("rare_tiny", [opt]), [opt])
+
+
+def test_unsupported_train_transform_is_named():
+    config = load_config("rare_tiny")
+    raw = copy.deepcopy(config.raw)
+    raw["train"]["dataset"]["transform_pipeline"].insert(2, {"RecAug": {}})
+    with pytest.raises(ConfigError, match="RecAug is not supported"):
+        read_settings(RareConfig(config.spec, raw, config.source))
+
+
+
+def warmup_cosine(step, steps_per_epoch, lr, min_lr, warmup_epochs, decay_epochs):
+    """The schedule MindOCR documents, in epochs: linear from 0 during warmup, then a half cosine."""
+    t = step / steps_per_epoch
+    if t < warmup_epochs:
+        return lr * t / warmup_epochs
+    t = min(t - warmup_epochs, decay_epochs)
+    return min_lr + (lr - min_lr) * (1 + math.cos(math.pi * t / decay_epochs)) / 2
+
+
+def test_lr_schedule_is_warmup_cosine():
+    settings = ScheduleSettings("warmup_cosine_decay", lr=1e-3, min_lr=1e-5, warmup_epochs=2, decay_epochs=5,
+                                num_epochs=9)
+    lrs = lr_schedule(settings, steps_per_epoch=3)
+    assert len(lrs) == 27
+    expected = [warmup_cosine(i, 3, 1e-3, 1e-5, 2, 5) for i in range(27)]
+    np.testing.assert_allclose(lrs, expected, rtol=1e-12, atol=1e-15)
+    assert lrs[0] == 0 and lrs[6] == pytest.approx(1e-3) and lrs[-1] == pytest.approx(1e-5)
+    constant = lr_schedule(ScheduleSettings("constant", lr=0.5, warmup_epochs=0, num_epochs=2), steps_per_epoch=4)
+    np.testing.assert_array_equal(constant, [0.5] * 8)
+
+
+def test_no_weight_decay_on_bias_and_batch_norm():
+    from mindspore import nn
+
+    net = build_model("rare_tiny", "mindspore", train=True)
+    batch_norm = {p.name for _, cell in net.cells_and_names() if isinstance(cell, (nn.BatchNorm1d, nn.BatchNorm2d))
+                  for p in cell.trainable_params()}
+    biases = {p.name for p in net.trainable_params() if p.name.rsplit(".", 1)[-1].startswith("bias")}
+    groups = parameter_groups(net.trainable_params(), OptimizerSettings("adamw", weight_decay=0.05))
+    undecayed = {p.name for g in groups if g["weight_decay"] == 0.0 for p in g["params"]}
+    decayed = {p.name for g in groups if g["weight_decay"] == 0.05 for p in g["params"]}
+    assert batch_norm and biases
+    assert undecayed == batch_norm | biases
+    assert decayed == {p.name for p in net.trainable_params()} - undecayed
+
+
+def test_adamw_decay_is_decoupled_and_skips_bias_and_bn():
+    """With zero gradients AdamW moves nothing but the decay: weights shrink by (1 - lr * wd), bias/BN stay."""
+    import mindspore as ms
+
+    net = build_model("rare_tiny", "mindspore", train=True)
+    before = get_state(net)
+    optimizer = build_optimizer(net.trainable_params(), OptimizerSettings("adamw", weight_decay=0.05), 0.01)
+    optimizer(tuple(ms.Tensor(np.zeros(p.shape, np.float32)) for p in optimizer.parameters))
+    after = get_state(net)
+    for p in net.trainable_params():
+        factor = 1.0 if p.name.rsplit(".", 1)[-1].startswith(("bias", "gamma", "beta")) else 1 - 0.01 * 0.05
+        np.testing.assert_allclose(after[p.name], before[p.name] * factor, rtol=1e-6, atol=1e-8, err_msg=p.name)
+
+
+@pytest.mark.parametrize("name", OPTIMIZERS)
+def test_every_optimizer_option_builds_and_steps(name):
+    import mindspore as ms
+
+    net = build_model("rare_tiny", "mindspore", train=True)
+    before = get_state(net)
+    optimizer = build_optimizer(net.trainable_params(), OptimizerSettings(name, weight_decay=0.01), 0.1)
+    optimizer(tuple(ms.Tensor(np.full(p.shape, 0.5, np.float32)) for p in optimizer.parameters))
+    after = get_state(net)
+    assert all(np.abs(after[p.name] - before[p.name]).max() > 0 for p in net.trainable_params())
+
+
+# ------------------------------------------------------------------------------------------- data
+
+
+def test_data_parallel_shards_partition_the_single_process_batches():
+    from rare_portable.train.data import BatchPlan
+    from rare_portable.train.distributed import Cluster
+
+    single = BatchPlan(100, 8, Cluster(), seed=5, shuffle=True)
+    ranks = [BatchPlan(100, 4, Cluster(rank, 2), seed=5, shuffle=True) for rank in range(2)]
+    assert single.steps_per_epoch == ranks[0].steps_per_epoch == 12
+    for epoch, step in [(0, 0), (0, 11), (3, 4)]:
+        np.testing.assert_array_equal(np.concatenate([r.positions(epoch, step) for r in ranks]),
+                                      single.positions(epoch, step))
+    epoch0 = np.concatenate([single.positions(0, s) for s in range(12)])
+    assert len(set(epoch0)) == 96  # each sample at most once per epoch
+    assert not np.array_equal(epoch0, np.concatenate([single.positions(1, s) for s in range(12)]))
+
+
+def test_curriculum_starts_short_and_ends_with_every_length():
+    from rare_portable.train.data import BatchPlan
+    from rare_portable.train.distributed import Cluster
+    from rare_portable.train.settings import CurriculumSettings
+
+    lengths = np.array([1, 2, 3, 4, 5, 6, 7, 8] * 10)
+    plan = BatchPlan(80, 8, Cluster(), seed=0, shuffle=True, curriculum=CurriculumSettings(2, epochs=1.0),
+                     lengths=lengths, max_text_len=8)
+    assert plan.curriculum_steps == plan.steps_per_epoch == 10
+    assert lengths[plan.positions(0, 0)].max() <= 2
+    limits = [plan.max_len_at(step) for step in range(10)]
+    assert limits == sorted(limits) and limits[0] == 2 and limits[-1] < 8
+    assert all(lengths[plan.positions(0, step)].max() <= limits[step] for step in range(10))
+    assert plan.max_len_at(10) is None and lengths[plan.positions(1, 0)].max() > 2  # then whole epochs
+
+
+def test_long_labels_and_broken_images(tmp_path):
+    from rare_portable.train.data import BatchLoader, BatchPlan, TrainSet
+    from rare_portable.train.distributed import Cluster
+
+    write_lmdb(tmp_path / "train" / "a", [(word_png("cat"), "cat"), (b"not an image", "dog"),
+                                          (word_png("elephant"), "elephant"), (word_png("sun"), "sun")])
+    config = load_config("rare_tiny", ["common.max_text_len=4", "model.head.batch_max_length=4"])
+    settings = dataclasses.replace(read_settings(config).train_data, dirs=(tmp_path / "train",))
+    filtered = TrainSet(dataclasses.replace(settings, filter_max_len=True), 0, 4, need_lengths=False)
+    assert filtered.too_long_filtered == 1 and len(filtered) == 3
+    kept = TrainSet(settings, 0, 4, need_lengths=False)
+    loader = BatchLoader(kept, BatchPlan(4, 4, Cluster(), 0, shuffle=False), settings.input, config.spec.charset, 4,
+                         lower=True)
+    batch = loader.load(0, 0)
+    assert batch.labels.counts["too_long"] == 2  # MindOCR: the empty target (elephant stands in for the broken one)
+    assert batch.skipped.total == 1 and "do not decode" in batch.skipped.messages[0]
+    assert batch.targets[2].tolist() == [0, 1, 0, 0, 0, 0]  # elephant: [GO, STOP]
+    np.testing.assert_array_equal(batch.targets[1], batch.targets[2])  # the broken image's slot: the next entry
+
+
+def test_rec_dataset_folder_and_label_file(tmp_path):
+    from rare_portable.train.data import TrainSet
+
+    (tmp_path / "images").mkdir()
+    for word in WORDS[:3]:
+        (tmp_path / "images" / f"{word}.png").write_bytes(word_png(word))
+    (tmp_path / "labels.txt").write_text("".join(f"{w}.png\t{w}\n" for w in WORDS[:3]))
+    opts = ["train.dataset.type=RecDataset", f"train.dataset.dataset_root={tmp_path}", "train.dataset.data_dir=images",
+            "train.dataset.label_file=labels.txt"]
+    trainset = TrainSet(read_settings(load_config("rare_tiny", opts), opts).train_data, 0, 25, need_lengths=True)
+    assert len(trainset) == 3 and trainset.lengths.tolist() == [3, 3, 3]
+
+
+# ---------------------------------------------------------------------------------- one full run
+
+
+def test_run_writes_checkpoints_logs_and_curves(straight_run):
+    out, _, result = straight_run
+    assert result.stop_reason == "completed" and result.state.global_step == 2 * STEPS_PER_EPOCH
+    for name in ("best.ckpt", "last.ckpt", "train_resume.ckpt", "steps.csv", "epochs.csv", "train.log"):
+        assert (out / name).is_file(), name
+    assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    epochs = (out / "epochs.csv").read_text().splitlines()
+    header = epochs[0].split(",")
+    assert {"val_acc", "acc:val/a", "ned:val/a", "acc:val/b", "ned:val/b"} <= set(header)
+    assert [row.split(",")[0] for row in epochs[1:]] == ["1", "2"]
+    assert set(result.last_validation["datasets"]) == {"val/a", "val/b"}
+    # MindOCR's summary: the unweighted mean over datasets.
+    per_set = result.last_validation["datasets"].values()
+    assert result.last_validation["acc"] == pytest.approx(np.mean([r["acc"] for r in per_set]))
+    assert "finished 2 epochs" in (out / "train.log").read_text()
+    # best/last hold the network only, under MindOCR's names
+    assert set(read_state(out / "last.ckpt")) == set(get_state(build_model("rare_tiny", "mindspore")))
+
+
+def test_logged_lr_follows_the_schedule(straight_run):
+    out, _, _ = straight_run
+    rows = [line.split(",") for line in (out / "steps.csv").read_text().splitlines()[1:]]
+    assert [int(r[0]) for r in rows] == list(range(2, 17, 2))
+    for row in rows:  # the lr logged at step s is the one step s used (0-based index s - 1)
+        expected = warmup_cosine(int(row[0]) - 1, STEPS_PER_EPOCH, 5e-4, 0.0, 1, 1)
+        assert float(row[3]) == pytest.approx(expected, rel=1e-5, abs=1e-12)
+
+
+def test_loss_goes_down(straight_run):
+    out, _, _ = straight_run
+    losses = [float(line.split(",")[2]) for line in (out / "steps.csv").read_text().splitlines()[1:]]
+    assert losses[-1] < losses[0]
+
+
+def test_checkpoint_loads_into_pytorch_unchanged(straight_run):
+    out, opts, _ = straight_run
+    config = load_config("rare_tiny", opts)
+    x = np.random.default_rng(0).uniform(-1, 1, (3, 3, 32, 100)).astype(np.float32)
+    import mindspore as ms
+    import torch
+
+    ms_net = build_model(config, "mindspore", weights=out / "last.ckpt")
+    torch_net = build_model(config, "torch", weights=out / "last.ckpt")
+    fresh = build_model(config, "mindspore")
+    with torch.no_grad():
+        torch_probs = torch_net(torch.from_numpy(x)).numpy()
+    ms_probs = ms_net(ms.Tensor(x)).asnumpy()
+    assert np.abs(ms_probs - torch_probs).max() <= 1e-4
+    assert np.abs(ms_probs - fresh(ms.Tensor(x)).asnumpy()).max() > 1e-3  # the checkpoint is trained, not fresh
+
+
+def test_interrupt_and_resume_reach_the_same_weights(straight_run, data_root, tmp_path):
+    """SIGINT at step 5 saves and stops; --resume auto then finishes: same weights as never stopping."""
+    straight_out, _, _ = straight_run
+    opts = tiny_opts(data_root, tmp_path / "run")
+
+    def interrupt(info):
+        if info.global_step == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    stopped = run(opts, on_step=interrupt)
+    assert stopped.stop_reason == "interrupted"
+    assert (stopped.state.epoch, stopped.state.step_in_epoch, stopped.state.global_step) == (0, 5, 5)
+    assert ckpt.LoopState.from_arrays(read_state(tmp_path / "run" / "train_resume.ckpt")).global_step == 5
+    with pytest.raises(TrainError, match="--resume auto"):  # the folder is not silently started over
+        trainer(opts)
+
+    resumed = run(opts, resume="auto")
+    assert resumed.stop_reason == "completed" and resumed.state.global_step == 2 * STEPS_PER_EPOCH
+    for name in ("last.ckpt", "best.ckpt"):
+        assert max_difference(read_state(straight_out / name), read_state(tmp_path / "run" / name)) <= 1e-6, name
+    straight_state, resumed_state = (read_state(p / "train_resume.ckpt") for p in (straight_out, tmp_path / "run"))
+    optimizer_keys = [k for k in straight_state if k.startswith("optimizer.")]
+    assert optimizer_keys
+    assert max(float(np.abs(straight_state[k] - resumed_state[k]).max()) for k in optimizer_keys) <= 1e-6
+    steps_logged = [line.split(",")[0] for line in (tmp_path / "run" / "steps.csv").read_text().splitlines()[1:]]
+    assert steps_logged == [str(s) for s in range(2, 17, 2)]  # one run's log, no duplicated rows
+
+
+def test_nonfinite_steps_are_skipped_and_counted_and_repeated_ones_stop(data_root, tmp_path, monkeypatch):
+    bad_steps = {2, 5, 6, 7}  # global steps (1-based) whose batch is NaN
+    load = BatchLoader.load
+
+    def poisoned(self, epoch, step):
+        batch = load(self, epoch, step)
+        if epoch * STEPS_PER_EPOCH + step + 1 in bad_steps:
+            batch.images[:] = np.nan
+        return batch
+
+    monkeypatch.setattr(BatchLoader, "load", poisoned)
+    opts = tiny_opts(data_root, tmp_path / "run", "system.val_while_train=False", "train.max_consecutive_nonfinite=3")
+    t = trainer(opts)
+    weights_after = {}
+    t.on_step = lambda info: weights_after.__setitem__(info.global_step, get_state(t.network))
+    result = t.run()
+    assert result.stop_reason == "nonfinite" and result.state.global_step == 7
+    assert result.state.nonfinite_steps == 4 and result.state.consecutive_nonfinite == 3
+    assert max_difference(weights_after[1], weights_after[2]) == 0  # a skipped step changes nothing
+    assert max_difference(weights_after[3], weights_after[2]) > 0  # training went on after it
+    assert max_difference(weights_after[4], weights_after[7]) == 0
+    saved = read_state(tmp_path / "run" / "train_resume.ckpt")
+    assert float(saved["loss_scale"]) == 512 / 2 ** 4  # halved by each non-finite step
+    assert max_difference({k: saved[k] for k in weights_after[7]}, weights_after[7]) == 0
+    assert "non-finite" in result.message and "--resume auto" in result.message
+
+
+def test_overfits_a_fixed_batch(tmp_path):
+    """Four words, the same batch every step: the loss must fall far, and greedy decoding read them back."""
+    words = ["cat", "tree", "moon", "fish"]
+    words_lmdb(tmp_path / "data" / "train", words * 10)
+    opts = tiny_opts(tmp_path / "data", tmp_path / "run", "train.dataset.data_dir=train", "eval.dataset.data_dir=train",
+                     "train.loader.shuffle=False", "scheduler.num_epochs=10", "scheduler.warmup_epochs=0",
+                     "scheduler.scheduler=constant", "scheduler.lr=0.002", "system.val_start_epoch=10",
+                     "system.log_interval=10")
+    result = run(opts)
+    losses = [float(line.split(",")[2]) for line in (tmp_path / "run" / "steps.csv").read_text().splitlines()[1:]]
+    assert losses[-1] < 0.05 * losses[0]  # measured: 2.57 (mean of steps 1-10) -> 0.027 (steps 91-100)
+    assert result.last_validation["acc"] >= 0.75  # measured: 1.0
+
+
+# ----------------------------------------------------------------------------------- fine-tuning
+
+
+def test_fine_tune_onto_another_dictionary(data_root, tmp_path):
+    source = tmp_path / "source.ckpt"
+    save_weights(build_model("rare_tiny", "mindspore", seed=3), source)
+    chars = sorted(set("".join(WORDS)))
+    (tmp_path / "dict.txt").write_text("\n".join(chars) + "\n")
+    classes = len(chars) + 2
+    opts = tiny_opts(data_root, tmp_path / "run", f"common.character_dict_path={tmp_path / 'dict.txt'}",
+                     f"common.num_classes={classes}", f"model.head.out_channels={classes}")
+    config = load_config("rare_tiny", opts)
+    net = build_model(config, "mindspore", seed=42, train=True)
+    fresh = get_state(net)
+    report = ckpt.load_pretrained(net, source)
+    loaded, old = get_state(net), read_state(source)
+    assert sorted(n.split(" ")[0] for n in report.not_loaded) == ["head.generator.bias", "head.generator.weight"]
+    assert [p.split(" ")[0] for p in report.partial] == ["head.attention_cell.rnn.weight_ih"]
+    context = 64 * 2  # the neck's bidirectional output
+    np.testing.assert_array_equal(loaded["head.attention_cell.rnn.weight_ih"][:, :context],
+                                  old["head.attention_cell.rnn.weight_ih"][:, :context])
+    np.testing.assert_array_equal(loaded["head.attention_cell.rnn.weight_ih"][:, context:],
+                                  fresh["head.attention_cell.rnn.weight_ih"][:, context:])
+    assert loaded["head.attention_cell.rnn.weight_ih"].shape[1] == context + classes
+    for name in loaded:
+        if not name.startswith(("head.generator", "head.attention_cell.rnn.weight_ih")):
+            np.testing.assert_array_equal(loaded[name], old[name], err_msg=name)
+    # Through the trainer, the log names every parameter that was not loaded.
+    trainer(opts, weights=str(source))
+    log = (tmp_path / "run" / "train.log").read_text()
+    assert "head.generator.weight (file [38, 64] vs model" in log and "head.generator.bias" in log
+    assert "head.attention_cell.rnn.weight_ih (its 128 context columns" in log
+
+
+# ------------------------------------------------------------------------------------- bad input
+
+
+def test_bad_input_is_refused_before_training(data_root, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(ConfigError, match="contradicts"):  # dictionary size vs num_classes
+        load_config("rare_tiny", tiny_opts(data_root, out, "common.num_classes=40"))
+    write_lmdb(tmp_path / "empty" / "train", [])
+    with pytest.raises(TrainError, match="training set is empty"):
+        trainer(tiny_opts(tmp_path / "empty", out))
+    with pytest.raises(TrainError, match="validation data .*no such directory"):
+        trainer(tiny_opts(data_root, out, "eval.dataset.data_dir=missing"))
+    with pytest.raises(TrainError, match="give one of them"):
+        trainer(tiny_opts(data_root, out), resume="auto", weights=str(tmp_path / "w.ckpt"))
+    with pytest.raises(TrainError, match="nothing|no train_resume.ckpt"):
+        trainer(tiny_opts(data_root, out), resume="auto")
+    # a resume checkpoint of another architecture, and a weights-only file
+    wide = build_model("rare_tiny", "mindspore", opts=["model.neck.hidden_size=32"])
+    other = {**get_state(wide), **ckpt.LoopState().to_arrays(), "loss_scale": np.array(512.0, np.float32)}
+    write_state(other, tmp_path / "other.ckpt")
+    with pytest.raises(WeightsError, match="model.neck.hidden_size"):
+        trainer(tiny_opts(data_root, out), resume=str(tmp_path / "other.ckpt"))
+    save_weights(build_model("rare_tiny", "mindspore"), tmp_path / "weights_only.ckpt")
+    with pytest.raises(TrainError, match="weights only"):
+        trainer(tiny_opts(data_root, out), resume=str(tmp_path / "weights_only.ckpt"))
+    with pytest.raises(TrainError, match="fewer than one batch"):
+        trainer(tiny_opts(data_root, out, "common.batch_size=64", "train.loader.batch_size=64"))
+    assert not any(out.glob("*.ckpt"))
+
+
+def test_existing_checkpoints_are_kept(tmp_path):
+    (tmp_path / "last.ckpt").write_bytes(b"earlier run")
+    (tmp_path / "epochs.csv").write_text("epoch\n1\n")
+    with pytest.raises(TrainError, match="--force"):
+        ckpt.prepare_output_dir(tmp_path, resuming=False, force=False, may_write=True)
+    backup = ckpt.prepare_output_dir(tmp_path, resuming=False, force=True, may_write=True)
+    assert (backup / "last.ckpt").read_bytes() == b"earlier run" and (backup / "epochs.csv").is_file()
+    assert not (tmp_path / "last.ckpt").exists()
+
+
+def test_cli_ctrl_c_saves_and_exits_130(data_root, tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, "-m", "rare_portable.commands.train_cmd", "-c", "rare_tiny"]
+    for opt in tiny_opts(data_root, out, "system.val_while_train=False"):
+        command += ["--opt", opt]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GLOG_v": "3", "PYTHONUNBUFFERED": "1"}
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
+    output = []
+    for line in process.stdout:
+        output.append(line)
+        if line.startswith("training rare_tiny"):
+            process.send_signal(signal.SIGINT)  # during the first step's compilation
+            break
+    output += process.stdout.readlines()
+    assert process.wait(timeout=300) == 130, "".join(output)
+    assert any("stopped by SIGINT" in line and "--resume auto" in line for line in output), "".join(output)
+    state = ckpt.LoopState.from_arrays(read_state(out / "train_resume.ckpt"))
+    assert state.global_step == 1
+
+
+# ----------------------------------------------------------------------------------- distributed
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.distributed
+def test_two_msrun_workers_equal_one_process_averaging_their_gradients(data_root, tmp_path):
+    """Both ranks end identical, and equal to one process that averages the two shards' gradients each step.
+
+    (One process on the combined batch of 4 is not the same computation: batch norm normalises each
+    rank's 2 images by their own statistics, and AttentionLoss averages over each rank's own characters.)"""
+    import mindspore as ms
+
+    from rare_portable.train.data import BatchPlan
+    from rare_portable.train.distributed import Cluster
+    from rare_portable.train.step import NetworkWithLoss
+
+    out = tmp_path / "out"
+    opts = tiny_opts(data_root, out, "common.batch_size=2", "train.loader.batch_size=2", "system.val_while_train=False",
+                     "system.distribute=True")
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+           "PYTHONPATH": os.pathsep.join([str(ROOT), str(TESTS)]), "GLOG_v": "3"}
+    command = ["msrun", "--worker_num=2", "--local_worker_num=2", f"--master_port={free_port()}",
+               f"--log_dir={tmp_path / 'logs'}", "--join=True", "python", "-m", "dp_worker", str(tmp_path), *opts]
+    done = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    logs = "".join(p.read_text(errors="replace")[-3000:] for p in sorted((tmp_path / "logs").glob("*.log")))
+    assert done.returncode == 0, done.stdout[-3000:] + logs
+    ranks = [dict(np.load(tmp_path / f"rank_{r}.npz")) for r in range(2)]
+    assert max_difference(ranks[0], ranks[1]) == 0
+    assert (out / "last.ckpt").is_file() and (out / "train.log").read_text().count("training rare_tiny") == 1
+
+    # The reference: one process, same shards, gradients averaged, batch-norm statistics averaged.
+    single = [o.replace("system.distribute=True", "system.distribute=False").replace(str(out), str(tmp_path / "ref"))
+              for o in opts]
+    t = trainer(single)
+    net, params = t.network, t.network.trainable_params()
+    grad = ms.jit(ms.value_and_grad(NetworkWithLoss(net), None, t.optimizer.parameters))
+    statistics = [p for p in net.get_parameters() if not p.requires_grad]
+    plans = [BatchPlan(len(t.trainset), 2, Cluster(rank, 2), 42, True) for rank in range(2)]
+    schedule = lr_schedule(t.settings.schedule, plans[0].steps_per_epoch)  # 8 steps/epoch, not this process's 16
+    global_step = 0
+    for epoch in range(2):
+        for step in range(plans[0].steps_per_epoch):
+            start = [p.asnumpy().copy() for p in statistics]
+            grads, after = [], []
+            for plan in plans:
+                t.loader.plan = plan
+                batch = t.loader.load(epoch, step)
+                for p, value in zip(statistics, start):
+                    ms.ops.assign(p, ms.Tensor(value))
+                _, g = grad(ms.Tensor(batch.images), ms.Tensor(batch.targets))
+                grads.append([x.asnumpy() for x in g])
+                after.append([p.asnumpy().copy() for p in statistics])
+            for p, a, b in zip(statistics, *after):
+                ms.ops.assign(p, ms.Tensor((a + b) / 2))
+            for lr in t.optimizer.lrs:
+                ms.ops.assign(lr, ms.Tensor(np.float32(schedule[global_step])))
+            t.optimizer(tuple(ms.Tensor((a + b) / 2) for a, b in zip(*grads)))
+            global_step += 1
+    reference = get_state(net)
+    trainable = [p.name for p in params]
+    assert max(float(np.abs(ranks[0][k] - reference[k]).max()) for k in trainable) <= 1e-6
+    assert max_difference(ranks[0], reference) <= 1e-5
