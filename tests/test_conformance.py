@@ -69,3 +69,19 @@ def test_first_conv_gradient_is_ill_conditioned_in_fp32(mindocr_record):
     ours_err = _rel(results[torch.float32], results[torch.float64])
     assert 1e-3 < record_err < 2e-2
     assert ours_err < 2e-2
+
+
+def test_backbone_record_is_beyond_1e4_of_float64(mindocr_record):
+    """Why eval_backbone is bounded relative to its scale, not at 1e-4 absolute: MindOCR's own fp32
+    record sits ~1.5e-3 from the same network in float64 (values reach ~700), so 1e-4 absolute is
+    below what fp32 resolves here; our fp32 backbone is closer to float64 than the record is."""
+    import torch
+
+    opts, record, ckpt = mindocr_record("rare_resnet34")
+    net = build_model("rare_resnet34", "torch", opts=opts, weights=ckpt)
+    with torch.no_grad():
+        ours = net.backbone(torch.from_numpy(record["x"])).numpy().astype(np.float64)
+        exact = net.double().backbone(torch.from_numpy(record["x"]).double()).numpy()
+    record_err = np.abs(record["eval_backbone"] - exact).max()
+    assert record_err > 1e-4
+    assert np.abs(ours - exact).max() < record_err
