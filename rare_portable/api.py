@@ -4,11 +4,10 @@ from __future__ import annotations
 from typing import Sequence, Union
 
 from .config import RareConfig, load_config
-from .nets import build_network
+from .nets import backend_of, build_network
 from .nets.common import stn_initial_points
 from .spec import ModelSpec
-from .weights import expected_shapes, framework_module, initial_state, load_weights, save_weights  # noqa: F401
-from .nets import backend_of
+from .weights import expected_shapes, framework_module, initial_state, load_weights
 
 
 def resolve_spec(config: Union[str, RareConfig, ModelSpec], opts: Sequence[str] = ()) -> ModelSpec:

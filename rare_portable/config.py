@@ -213,7 +213,7 @@ def _input_from_pipelines(raw: Mapping[str, Any]) -> InputSpec:
         steps = get_dotted(raw, f"{split}.dataset.transform_pipeline") or []
         found[split] = _input_from_steps(steps, split)
     eval_in, train_in = found["eval"], found["train"]
-    for key in ("height", "width", "mean", "std", "color"):
+    for key in ("height", "width", "mean", "std", "color", "rotate_vertical"):
         if key in eval_in and key in train_in and eval_in[key] != train_in[key]:
             raise ConfigError(
                 f"train and eval pipelines disagree on the input {key}: {train_in[key]} vs {eval_in[key]}; "
@@ -242,6 +242,8 @@ def _input_from_steps(steps: Sequence[Any], split: str) -> Dict[str, Any]:
             h, w = args["image_shape"][-2:]
             out.update(height=int(h), width=int(w), keep_ratio=bool(args.get("padding", True)),
                        padding=bool(args.get("padding", True)))
+        elif op == "Rotate90IfVertical":
+            out["rotate_vertical"] = (float(args.get("threshold", 1.5)), str(args.get("direction", "counterclockwise")))
         elif op == "RecResizeNormForInfer":
             out.update(height=int(args.get("target_height", 32)), width=int(args.get("target_width", 320)),
                        keep_ratio=bool(args.get("keep_ratio", True)),

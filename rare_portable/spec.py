@@ -29,6 +29,7 @@ class InputSpec:
     std: Tuple[float, ...] = (127.0, 127.0, 127.0)
     keep_ratio: bool = False  # resize keeping aspect ratio ...
     padding: bool = False  # ... and pad on the right up to `width`
+    rotate_vertical: Optional[Tuple[float, str]] = None  # MindOCR Rotate90IfVertical: (h/w threshold, direction)
 
     def __post_init__(self):
         if self.color not in ("RGB", "BGR"):
@@ -38,6 +39,9 @@ class InputSpec:
                 raise SpecError(f"input.{key} has {len(getattr(self, key))} values for {self.channels} channels")
         if any(s == 0 for s in self.std):
             raise SpecError("input.std contains 0")
+        if self.rotate_vertical is not None and self.rotate_vertical[1] not in ("counterclockwise", "clockwise"):
+            raise SpecError(f"Rotate90IfVertical.direction must be counterclockwise or clockwise, "
+                            f"got {self.rotate_vertical[1]!r}")
         if self.padding and not self.keep_ratio:
             raise SpecError("input.padding needs input.keep_ratio: padding only fills what a ratio-keeping resize leaves")
 

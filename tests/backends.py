@@ -1,6 +1,4 @@
 """Run a network of either framework on numpy inputs and return numpy outputs, for comparisons."""
-import numpy as np
-
 # (backend, MindSpore execution mode) pairs the conformance tests cover.
 EVAL_BACKENDS = [("torch", None), ("mindspore", "pynative"), ("mindspore", "graph")]
 

@@ -25,6 +25,8 @@ def test_mindocr_recipes_read_unchanged():
     assert (ch.num_classes, ch.input.width, ch.input.keep_ratio, ch.input.padding) == (6625, 320, True, True)
     assert (ch.neck.hidden_size, ch.head.batch_max_length, ch.sequence_length) == (64, 40, 80)
     assert len(ch.charset.chars) == 6623 and "\u3000" in ch.charset.chars
+    assert ch.input.rotate_vertical == (2.0, "counterclockwise")
+    assert en.input.rotate_vertical is None
 
 
 def test_overrides_are_yaml_typed_and_reach_the_spec():

@@ -1,4 +1,5 @@
 """Preprocessing against independent computations of MindOCR's eval recipe."""
+import dataclasses
 import math
 
 import cv2
@@ -118,3 +119,17 @@ def test_batch_stacks_preprocessed_images():
 def test_rejects_images_that_are_not_hwc_uint8(bad):
     with pytest.raises(ValueError, match="expects an HWC uint8 image with 3 channels"):
         preprocess(bad, FIXED)
+
+
+def test_tall_crops_are_turned_before_resizing_as_mindocr_rotate90():
+    """The Chinese recipe's Rotate90IfVertical(threshold 2, counterclockwise), read from its config."""
+    from rare_portable.config import load_config
+    from rare_portable.data.preprocess import preprocess
+
+    spec = load_config("rare_resnet34_ch").spec.input
+    tall = np.random.default_rng(0).integers(0, 255, (90, 40, 3), dtype=np.uint8)  # h/w = 2.25 > 2
+    turned = np.ascontiguousarray(np.rot90(tall))  # numpy's rot90 is counterclockwise
+    plain = dataclasses.replace(spec, rotate_vertical=None)
+    np.testing.assert_array_equal(preprocess(tall, spec), preprocess(turned, plain))
+    squat = tall[:70]  # h/w = 1.75: left as it is
+    np.testing.assert_array_equal(preprocess(squat, spec), preprocess(squat, plain))

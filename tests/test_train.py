@@ -105,7 +105,7 @@ def test_every_shipped_config_reads_as_mindocr_would(name):
     assert s.output_dir == Path(config.raw["train"]["ckpt_save_dir"])
     if name == "rare_resnet34_ch":  # clip_grad, filter_max_len, Rotate90IfVertical, padded resize, case kept
         assert s.clip_norm == 0.1 and s.train_data.filter_max_len and not s.train_data.lower
-        assert s.train_data.rotate_vertical == (2.0, "counterclockwise")
+        assert s.train_data.input.rotate_vertical == (2.0, "counterclockwise")
         assert s.train_data.input.keep_ratio and s.train_data.input.padding and s.train_data.input.width == 320
     else:  # 0-9a-z: MindOCR lower-cases labels; RecResizeImg(padding: False) is a plain resize
         assert s.clip_norm is None and s.train_data.lower and not s.train_data.input.keep_ratio

@@ -58,8 +58,20 @@ def _check_image(image: np.ndarray, spec: InputSpec) -> None:
         )
 
 
+ROTATIONS = {"counterclockwise": cv2.ROTATE_90_COUNTERCLOCKWISE, "clockwise": cv2.ROTATE_90_CLOCKWISE}
+
+
+def upright(image: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """MindOCR's Rotate90IfVertical, before resizing: tall crops (h/w above the threshold) turned on their side."""
+    if spec.rotate_vertical is None:
+        return image
+    threshold, direction = spec.rotate_vertical
+    return cv2.rotate(image, ROTATIONS[direction]) if image.shape[0] / image.shape[1] > threshold else image
+
+
 def output_width(image: np.ndarray, spec: InputSpec) -> int:
     """The CHW width `preprocess` produces: fixed unless keep_ratio is on without padding."""
+    image = upright(image, spec)
     if spec.keep_ratio and not spec.padding:
         return resized_width(image.shape[0], image.shape[1], spec)
     return spec.width
@@ -68,6 +80,7 @@ def output_width(image: np.ndarray, spec: InputSpec) -> int:
 def preprocess_into(image: np.ndarray, spec: InputSpec, out: np.ndarray) -> None:
     """Write the network input for an RGB HWC uint8 `image` into `out` [C, H, output_width] float32."""
     _check_image(image, spec)
+    image = upright(image, spec)
     resize_w = resized_width(image.shape[0], image.shape[1], spec)
     resized = cv2.resize(image, (resize_w, spec.height), interpolation=cv2.INTER_LINEAR)
     if resized.ndim == 2:  # cv2 drops a single channel axis

@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Iterator, List, Optional, Tuple
 
-import cv2
 import numpy as np
 
 from ..charset import Charset
@@ -27,7 +26,6 @@ from .distributed import Cluster
 from .settings import CurriculumSettings, DataSettings, TrainError
 
 CURRICULUM_STREAM = 1
-ROTATIONS = {"counterclockwise": cv2.ROTATE_90_COUNTERCLOCKWISE, "clockwise": cv2.ROTATE_90_CLOCKWISE}
 
 
 def open_sources(settings: DataSettings) -> List[Tuple[str, SampleSource]]:
@@ -152,14 +150,13 @@ class BatchLoader:
     (OpenCV releases the GIL). A sample that cannot be read is replaced by the next entry that can."""
 
     def __init__(self, trainset: TrainSet, plan: BatchPlan, spec: InputSpec, charset: Charset, max_text_len: int,
-                 lower: bool, rotate_vertical: Optional[Tuple[float, str]] = None, workers: int = 1):
+                 lower: bool, workers: int = 1):
         self.trainset = trainset
         self.plan = plan
         self.spec = spec
         self.charset = charset
         self.max_text_len = max_text_len
         self.lower = lower
-        self.rotate_vertical = rotate_vertical
         self.workers = max(1, workers)
         self._read_lock = threading.Lock()
         if spec.keep_ratio and not spec.padding:
@@ -187,12 +184,7 @@ class BatchLoader:
             if sample.skip is not None:
                 skipped.record(sample.skip)
                 continue
-            image = sample.image
-            if self.rotate_vertical is not None:
-                threshold, direction = self.rotate_vertical
-                if image.shape[0] / image.shape[1] > threshold:
-                    image = cv2.rotate(image, ROTATIONS[direction])
-            return image, sample.label
+            return sample.image, sample.label
         raise TrainError(f"no training sample can be read ({skipped.summary()}): {skipped.messages[0]}")
 
     def batches(self, epoch: int, first_step: int) -> Iterator[Tuple[int, Batch]]:

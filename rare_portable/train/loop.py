@@ -151,8 +151,7 @@ class Trainer:
                               settings.train_data.shuffle, settings.curriculum, self.trainset.lengths,
                               self.spec.head.batch_max_length)
         self.loader = BatchLoader(self.trainset, self.plan, settings.train_data.input, self.spec.charset,
-                                  self.spec.head.batch_max_length, settings.train_data.lower,
-                                  settings.train_data.rotate_vertical, settings.num_workers)
+                                  self.spec.head.batch_max_length, settings.train_data.lower, settings.num_workers)
         self.validator = self._validator()
 
         from ..api import build_model

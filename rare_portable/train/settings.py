@@ -79,7 +79,6 @@ class DataSettings:
     shuffle: bool = True
     filter_max_len: bool = False
     lower: bool = False
-    rotate_vertical: Optional[Tuple[float, str]] = None  # Rotate90IfVertical (threshold, direction)
     input: Optional[InputSpec] = None  # the train pipeline's resize; None for eval (the spec's input)
 
 
@@ -369,7 +368,6 @@ def _data_settings(raw: Mapping, split: str, config: RareConfig, max_text_len: i
     return DataSettings(
         kind=kind, dirs=dirs, label_files=label_files, sample_ratio=float(ratio), shuffle=bool(shuffle),
         filter_max_len=bool(dataset.get("filter_max_len", False)), lower=lower,
-        rotate_vertical=_rotate(steps.get("Rotate90IfVertical")) if "Rotate90IfVertical" in steps else None,
         input=_train_input(config.spec.input, steps.get("RecResizeImg")),
     )
 
@@ -393,13 +391,6 @@ def _train_input(spec_input: InputSpec, resize: Optional[Mapping[str, Any]]) -> 
         return spec_input
     padding = bool(resize.get("padding", True))
     return dataclasses.replace(spec_input, keep_ratio=padding, padding=padding)
-
-
-def _rotate(args: Mapping[str, Any]) -> Tuple[float, str]:
-    direction = args.get("direction", "counterclockwise")
-    if direction not in ("counterclockwise", "clockwise"):
-        raise ConfigError(f"Rotate90IfVertical.direction must be counterclockwise or clockwise, got {direction!r}")
-    return float(args.get("threshold", 1.5)), direction
 
 
 def _as_list(value) -> Tuple[str, ...]:
