@@ -8,7 +8,7 @@
 then print one summary table and the paths of what was made. Each step is the CLI a user would run,
 printed before it runs.
 
-    python benchmarks/demo.py [--minutes 6] [--train-words 30000] [--out runs/demo]
+    python benchmarks/demo.py [--minutes 9] [--train-words 25000] [--out runs/demo]
 """
 from __future__ import annotations
 
@@ -38,8 +38,8 @@ def rare(*args, check=True):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "runs" / "demo")
-    parser.add_argument("--minutes", type=float, default=6.0, help="training time on this machine")
-    parser.add_argument("--train-words", type=int, default=30000)
+    parser.add_argument("--minutes", type=float, default=9.0, help="training time on this machine")
+    parser.add_argument("--train-words", type=int, default=25000)
     parser.add_argument("--test-words", type=int, default=1000)
     args = parser.parse_args(argv)
     out = args.out.resolve()
