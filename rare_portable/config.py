@@ -223,16 +223,23 @@ def _input_from_pipelines(raw: Mapping[str, Any]) -> InputSpec:
     return InputSpec(**merged)
 
 
-def _input_from_steps(steps: Sequence[Any], split: str) -> Dict[str, Any]:
-    out: Dict[str, Any] = {}
-    decode_mode, bgr_to_rgb = "BGR", False
+def pipeline_steps(steps: Sequence[Any], split: str) -> Dict[str, Mapping[str, Any]]:
+    """A MindOCR transform_pipeline as {op name: args}, in order."""
+    found: Dict[str, Mapping[str, Any]] = {}
     for step in steps:
         if isinstance(step, str):
             step = {step: None}
         if not isinstance(step, Mapping) or len(step) != 1:
             raise ConfigError(f"{split}.dataset.transform_pipeline: each step is one 'Name: {{args}}' mapping, got {step!r}")
         (op, args), = step.items()
-        args = args or {}
+        found[op] = args or {}
+    return found
+
+
+def _input_from_steps(steps: Sequence[Any], split: str) -> Dict[str, Any]:
+    out: Dict[str, Any] = {}
+    decode_mode, bgr_to_rgb = "BGR", False
+    for op, args in pipeline_steps(steps, split).items():
         if op == "DecodeImage":
             decode_mode = args.get("img_mode", "BGR")
         elif op == "NormalizeImage":

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
-from ..config import ConfigError, RareConfig, get_dotted, load_config
+from ..config import ConfigError, RareConfig, get_dotted, load_config, pipeline_steps
 from ..spec import InputSpec
 
 SCHEDULERS = ("constant", "cosine_decay", "warmup_cosine_decay")
@@ -352,7 +352,7 @@ def _data_settings(raw: Mapping, split: str, config: RareConfig, max_text_len: i
         raise ConfigError(f"{split}.dataset.sample_ratio must be a number in (0, 1], got {ratio!r}")
     if split == "eval":
         return DataSettings(kind=kind, dirs=dirs, label_files=label_files, sample_ratio=float(ratio), shuffle=False)
-    steps = _pipeline_steps(dataset.get("transform_pipeline") or [], split)
+    steps = pipeline_steps(dataset.get("transform_pipeline") or [], split)
     unsupported = [op for op in steps if op not in TRAIN_TRANSFORMS]
     if unsupported:
         raise ConfigError(f"train.dataset.transform_pipeline: {unsupported[0]} is not supported by rare train "
@@ -370,18 +370,6 @@ def _data_settings(raw: Mapping, split: str, config: RareConfig, max_text_len: i
         filter_max_len=bool(dataset.get("filter_max_len", False)), lower=lower,
         input=_train_input(config.spec.input, steps.get("RecResizeImg")),
     )
-
-
-def _pipeline_steps(steps: Sequence[Any], split: str) -> Dict[str, Mapping[str, Any]]:
-    found: Dict[str, Mapping[str, Any]] = {}
-    for step in steps:
-        if isinstance(step, str):
-            step = {step: None}
-        if not isinstance(step, Mapping) or len(step) != 1:
-            raise ConfigError(f"{split}.dataset.transform_pipeline: each step is one 'Name: {{args}}' mapping, got {step!r}")
-        (op, args), = step.items()
-        found[op] = args or {}
-    return found
 
 
 def _train_input(spec_input: InputSpec, resize: Optional[Mapping[str, Any]]) -> InputSpec:
