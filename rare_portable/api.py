@@ -25,13 +25,14 @@ def build_model(config: Union[str, RareConfig, ModelSpec], backend: str = "torch
     Fresh weights are framework-neutral (`initial_state`), so both backends start identical for a seed."""
     spec = resolve_spec(config, opts)
     net = build_network(spec, backend)
-    special = {}
-    if spec.transform is not None:
-        special = {"transform.stn_head.stn_fc2.weight": 0.0,  # start from the identity rectification
-                   "transform.stn_head.stn_fc2.bias": stn_initial_points(spec.transform)}
-    framework_module(backend).set_state(net, initial_state(expected_shapes(net), seed, special))
     if weights is not None:
-        load_weights(net, weights)
+        load_weights(net, weights)  # strict: it sets every tensor, so no initialisation first
+    else:
+        special = {}
+        if spec.transform is not None:
+            special = {"transform.stn_head.stn_fc2.weight": 0.0,  # start from the identity rectification
+                       "transform.stn_head.stn_fc2.bias": stn_initial_points(spec.transform)}
+        framework_module(backend).set_state(net, initial_state(expected_shapes(net), seed, special))
     set_mode(net, train)
     return net
 
