@@ -70,14 +70,14 @@ def mindspore_step(config: str, size: int, steps: int) -> float:
     from rare_portable import build_model, load_config
     from rare_portable.train import read_settings
     from rare_portable.train.optim import build_loss_scaler, build_optimizer
-    from rare_portable.train.step import TrainStep, compiled
+    from rare_portable.train.step import NetworkWithLoss, TrainStep, compiled
 
     opts = ["train.clip_grad=True", "train.clip_norm=5"]
     rare_config = load_config(config, opts)
     settings = read_settings(rare_config, opts)
     net = build_model(config, "mindspore", train=True)
     optimizer = build_optimizer(net.trainable_params(), settings.optimizer, settings.schedule.lr)
-    train_step = compiled(TrainStep(net, optimizer, build_loss_scaler(settings.loss_scale), settings.clip_norm),
+    train_step = compiled(TrainStep(NetworkWithLoss(net), optimizer, build_loss_scaler(settings.loss_scale), settings.clip_norm),
                           graph_mode=True)
     images, targets = (ms.Tensor(a) for a in batch(net.spec, size))
     lr = ms.Tensor(np.float32(settings.schedule.lr))

@@ -355,6 +355,24 @@ def test_interrupt_and_resume_reach_the_same_weights(straight_run, data_root, tm
     assert steps_logged == [str(s) for s in range(2, 17, 2)]  # one run's log, no duplicated rows
 
 
+def test_a_crash_mid_epoch_loses_at_most_the_save_interval(straight_run, data_root, tmp_path):
+    """A crash (no chance to save) at step 7 with train.resume_save_interval=3: the run resumes from step 6
+    and ends with the uninterrupted run's weights."""
+    straight_out, _, _ = straight_run
+    opts = tiny_opts(data_root, tmp_path / "run", "train.resume_save_interval=3")
+
+    def crash(info):
+        if info.global_step == 7:
+            raise RuntimeError("simulated crash")
+
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        run(opts, on_step=crash)
+    assert ckpt.LoopState.from_arrays(read_state(tmp_path / "run" / "train_resume.ckpt")).global_step == 6
+    resumed = run(opts, resume="auto")
+    assert resumed.stop_reason == "completed" and resumed.state.global_step == 2 * STEPS_PER_EPOCH
+    assert max_difference(read_state(straight_out / "last.ckpt"), read_state(tmp_path / "run" / "last.ckpt")) <= 1e-6
+
+
 def test_nonfinite_steps_are_skipped_and_counted_and_repeated_ones_stop(data_root, tmp_path, monkeypatch):
     bad_steps = {2, 5, 6, 7}  # global steps (1-based) whose batch is NaN
     load = BatchLoader.load
@@ -394,6 +412,57 @@ def test_overfits_a_fixed_batch(tmp_path):
     losses = [float(line.split(",")[2]) for line in (tmp_path / "run" / "steps.csv").read_text().splitlines()[1:]]
     assert losses[-1] < 0.05 * losses[0]  # measured: 2.57 (mean of steps 1-10) -> 0.027 (steps 91-100)
     assert result.last_validation["acc"] >= 0.75  # measured: 1.0
+
+
+def test_auxiliary_ctc_loss_is_pytorchs_ctc_over_the_characters():
+    """Blank = class 0 (GO), targets = the characters of each label (STOP and padding are not characters)."""
+    import mindspore as ms
+    import torch
+
+    from rare_portable.train.step import AuxiliaryCTC
+
+    rng = np.random.default_rng(0)
+    steps, batch, width, classes = 25, 3, 16, 38
+    features = rng.normal(size=(steps, batch, width)).astype(np.float32)
+    labels = [[5, 9, 9, 2], [30], [3, 4, 5, 6, 7, 8, 9, 10, 11, 12]]  # a repeat, one character, ten
+    targets = np.zeros((batch, 26), np.int32)
+    for row, chars in enumerate(labels):
+        targets[row, 1:1 + len(chars)], targets[row, 1 + len(chars)] = chars, 1
+    aux = AuxiliaryCTC(width, classes, seed=0)
+    ours = float(aux(ms.Tensor(features), ms.Tensor(targets)).asnumpy())
+    log_probs = torch.log_softmax(torch.from_numpy(features) @ torch.from_numpy(aux.weight.asnumpy()).T
+                                  + torch.from_numpy(aux.bias.asnumpy()), -1)
+    reference = torch.nn.functional.ctc_loss(
+        log_probs, torch.tensor(sum(labels, [])), torch.full((batch,), steps), torch.tensor([len(c) for c in labels]),
+        blank=0, reduction="mean")
+    assert ours == pytest.approx(float(reference), rel=1e-5)
+
+
+def test_auxiliary_ctc_trains_beside_the_network_and_resumes_exactly(data_root, tmp_path):
+    """Its weights train, live only in train_resume.ckpt (best/last stay the network), and resume exactly."""
+    opts = tiny_opts(data_root, tmp_path / "straight", "train.aux_ctc_weight=0.5")
+    straight = run(opts)
+    assert straight.stop_reason == "completed"
+    network_names = set(get_state(build_model("rare_tiny", "mindspore")))
+    assert set(read_state(tmp_path / "straight" / "last.ckpt")) == network_names
+    resume_state = read_state(tmp_path / "straight" / "train_resume.ckpt")
+    initial = trainer(tiny_opts(data_root, tmp_path / "fresh", "train.aux_ctc_weight=0.5"))
+    fresh_aux = {p.name: p.asnumpy() for p in initial.optimizer.parameters if p.name.startswith("aux_ctc.")}
+    assert set(fresh_aux) == {"aux_ctc.weight", "aux_ctc.bias"}
+    assert np.abs(resume_state["optimizer.aux_ctc.weight"] - fresh_aux["aux_ctc.weight"]).max() > 1e-4
+
+    without = run(tiny_opts(data_root, tmp_path / "without"))
+    assert without.stop_reason == "completed"
+    assert max_difference(read_state(tmp_path / "straight" / "last.ckpt"),
+                          read_state(tmp_path / "without" / "last.ckpt")) > 1e-4  # the CTC gradient reached the network
+
+    resumed_opts = tiny_opts(data_root, tmp_path / "resumed", "train.aux_ctc_weight=0.5")
+    stopped = run(resumed_opts, on_step=lambda info: info.global_step == 5 and os.kill(os.getpid(), signal.SIGINT))
+    assert stopped.stop_reason == "interrupted"
+    run(resumed_opts, resume="auto")
+    assert max_difference(resume_state, read_state(tmp_path / "resumed" / "train_resume.ckpt")) <= 1e-6
+    with pytest.raises(ConfigError, match="aux_ctc_weight"):
+        trainer(tiny_opts(data_root, tmp_path / "bad", "train.aux_ctc_weight=-1"))
 
 
 # ----------------------------------------------------------------------------------- fine-tuning
@@ -530,7 +599,7 @@ def test_two_msrun_workers_equal_one_process_averaging_their_gradients(data_root
               for o in opts]
     t = trainer(single)
     net, params = t.network, t.network.trainable_params()
-    grad = ms.jit(ms.value_and_grad(NetworkWithLoss(net), None, t.optimizer.parameters))
+    grad = ms.jit(ms.value_and_grad(NetworkWithLoss(net), None, t.optimizer.parameters, has_aux=True))
     statistics = [p for p in net.get_parameters() if not p.requires_grad]
     plans = [BatchPlan(len(t.trainset), 2, Cluster(rank, 2), 42, True) for rank in range(2)]
     schedule = lr_schedule(t.settings.schedule, plans[0].steps_per_epoch)  # 8 steps/epoch, not this process's 16

@@ -231,8 +231,12 @@ class RARE(nn.Cell):
         return super().__call__(images, *targets)
 
     def construct(self, images, targets=None):
+        return self.head(self.encode(images), targets)
+
+    def encode(self, images):
+        """The encoder's output [W, N, 2*hidden], time-major: what the head attends over."""
         x = self.transform(images) if self.has_transform else images
-        return self.head(self.neck(self.backbone(x)), targets)
+        return self.neck(self.backbone(x))
 
 
 def canonical_names(net: nn.Cell) -> Dict[str, str]:

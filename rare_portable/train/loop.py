@@ -23,7 +23,7 @@ from .data import BatchLoader, BatchPlan, TrainSet, open_sources
 from .distributed import Cluster, any_rank, average_statistics, gradient_reducer, start_cluster
 from .optim import build_loss_scaler, build_optimizer, lr_schedule
 from .settings import TrainError, TrainSettings, read_settings
-from .step import TrainStep, compiled
+from .step import NetworkWithLoss, TrainStep, compiled
 from .validate import Validator, load_eval_sets
 
 COMPLETED, INTERRUPTED, TIME_LIMIT, NONFINITE = "completed", "interrupted", "time_limit", "nonfinite"
@@ -160,12 +160,17 @@ class Trainer:
         if weights:
             for line in ckpt.load_pretrained(self.network, Path(weights)).lines():
                 self.log(line)
+        model = self.network
         if self.amp_level != "O0":
             self.network = ms.amp.auto_mixed_precision(self.network, self.amp_level)
+        # The auxiliary CTC loss reads the encoder, so it takes the model itself: AMP casts its cells in place,
+        # and NetworkWithLoss casts the outputs to float32 as AMP's wrapper would.
+        net_with_loss = NetworkWithLoss(model if settings.aux_ctc_weight else self.network, settings.aux_ctc_weight,
+                                        settings.seed)
         self.schedule = lr_schedule(settings.schedule, self.plan.steps_per_epoch)
-        self.optimizer = build_optimizer(self.network.trainable_params(), settings.optimizer, self.schedule[0])
+        self.optimizer = build_optimizer(net_with_loss.trainable_params(), settings.optimizer, self.schedule[0])
         self.loss_scaler = build_loss_scaler(settings.loss_scale)
-        self.train_step = compiled(TrainStep(self.network, self.optimizer, self.loss_scaler, settings.clip_norm,
+        self.train_step = compiled(TrainStep(net_with_loss, self.optimizer, self.loss_scaler, settings.clip_norm,
                                              gradient_reducer(self.cluster, self.optimizer.parameters)),
                                    settings.graph_mode)
         self.infer = compiled(self.network, settings.graph_mode)
@@ -244,6 +249,9 @@ class Trainer:
             for eval_set in self.validator.sets:
                 if eval_set.skipped.total:
                     self.log(f"validation {eval_set.name}: {eval_set.skipped.summary()}")
+        if s.aux_ctc_weight:
+            self.log(f"auxiliary CTC loss on the encoder, weight {s.aux_ctc_weight:g} (training only; the logged loss "
+                     f"is the attention loss)")
         if s.curriculum:
             self.log(f"curriculum: labels up to {s.curriculum.start_max_len} characters at first, all lengths after "
                      f"{plan.curriculum_steps} steps")
@@ -299,6 +307,8 @@ class Trainer:
                             interval_losses, interval_images, interval_started = [], 0, time.monotonic()
                         if self.on_step is not None:
                             self.on_step(StepInfo(state.epoch, state.step_in_epoch, state.global_step, loss, finite, lr))
+                        if s.resume_save_interval and state.global_step % s.resume_save_interval == 0:
+                            self._save_resumable()
                         if state.consecutive_nonfinite >= s.max_consecutive_nonfinite:
                             stop_reason = NONFINITE
                             break
@@ -385,13 +395,19 @@ class Trainer:
         """A stopped (not completed) run saves where it is, so --resume auto continues from this step."""
         if reason == COMPLETED:
             return
+        self._save_resumable()
+        if self.cluster.is_main:
+            plot_curves(self.step_log.read(), self.epoch_log.read(), self.settings.output_dir / "curves.png")
+
+    def _save_resumable(self) -> None:
+        """last.ckpt and train_resume.ckpt as of this step. Every rank calls it: the batch-norm statistics are
+        averaged first, which leaves an uninterrupted run unchanged (the moving average is linear)."""
         average_statistics(self.cluster, self.network)
         if not self.cluster.is_main:
             return
         out = self.settings.output_dir
         ckpt.save_weights_only(self.network, out / ckpt.LAST_NAME)
         ckpt.save_training_state(out / ckpt.RESUME_NAME, self.network, self.optimizer, self.loss_scaler, self.state)
-        plot_curves(self.step_log.read(), self.epoch_log.read(), out / "curves.png")
 
     def _final_message(self, reason: str, signal_name: Optional[str]) -> str:
         state, out = self.state, self.settings.output_dir

@@ -1,7 +1,8 @@
 """Everything `rare train` reads from a config, read and checked once, before any data or network is touched.
 
 Keys are MindOCR's (tools/train.py and the builders it calls), so its rec yaml trains unchanged. Keys we
-add are few and named in the README: `train.curriculum`, `train.max_consecutive_nonfinite`,
+add are few and named in the README: `train.curriculum`, `train.aux_ctc_weight`, `train.resume_save_interval`,
+`train.max_consecutive_nonfinite`,
 `system.device_target`, and `optimizer.opt: adadelta` (MindOCR has no Adadelta; DTRB trains with it).
 """
 from __future__ import annotations
@@ -20,6 +21,8 @@ OPTIMIZERS = ("adamw", "adam", "adadelta", "sgd", "momentum")
 TRAIN_TRANSFORMS = ("DecodeImage", "RecAttnLabelEncode", "RecResizeImg", "NormalizeImage", "ToCHWImage",
                     "Rotate90IfVertical")
 DEFAULT_MAX_CONSECUTIVE_NONFINITE = 20
+# Steps between train_resume.ckpt saves inside an epoch: a crash loses at most this many (~3 min of rare_tiny here).
+DEFAULT_RESUME_SAVE_INTERVAL = 500
 # MindOCR's filter_bias_and_bn: a parameter whose name holds one of these gets no weight decay.
 BIAS_AND_NORM_KEYS = ("beta", "gamma", "bias")
 
@@ -103,6 +106,8 @@ class TrainSettings:
     optimizer: OptimizerSettings
     loss_scale: LossScaleSettings
     curriculum: Optional[CurriculumSettings]
+    aux_ctc_weight: float  # 0: off; else the weight of a training-only CTC loss on the encoder (train/step.py)
+    resume_save_interval: int  # steps; 0: train_resume.ckpt only at epoch ends and on a stop
     max_consecutive_nonfinite: int
     pretrained: Optional[Path]
     resume: Optional[str]  # "auto" or a path
@@ -146,6 +151,9 @@ def read_settings(config: RareConfig, opts: Sequence[str] = ()) -> TrainSettings
         optimizer=_optimizer(_section(raw, "optimizer")),
         loss_scale=_loss_scale(raw.get("loss_scaler")),
         curriculum=_curriculum(get_dotted(raw, "train.curriculum"), max_text_len),
+        aux_ctc_weight=_aux_ctc_weight(_section(raw, "train")),
+        resume_save_interval=_int(_section(raw, "train"), "train.resume_save_interval", DEFAULT_RESUME_SAVE_INTERVAL,
+                                  minimum=0),
         max_consecutive_nonfinite=_int(_section(raw, "train"), "train.max_consecutive_nonfinite",
                                        DEFAULT_MAX_CONSECUTIVE_NONFINITE, minimum=1),
         pretrained=_optional_path(get_dotted(raw, "model.pretrained"), "model.pretrained"),
@@ -313,6 +321,13 @@ def _curriculum(cfg: Any, max_text_len: int) -> Optional[CurriculumSettings]:
     if epochs <= 0:
         raise ConfigError("train.curriculum.epochs must be > 0")
     return CurriculumSettings(start, epochs)
+
+
+def _aux_ctc_weight(train: Mapping[str, Any]) -> float:
+    weight = _float(train, "train.aux_ctc_weight", 0.0)
+    if weight < 0:
+        raise ConfigError(f"train.aux_ctc_weight must be >= 0 (0 turns the auxiliary CTC loss off), got {weight}")
+    return weight
 
 
 def _optional_path(value: Any, key: str) -> Optional[Path]:

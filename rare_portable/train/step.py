@@ -10,22 +10,62 @@ from __future__ import annotations
 
 from typing import Optional
 
+import numpy as np
 import mindspore as ms
-from mindspore import ParameterTuple, amp, nn, ops
+from mindspore import Parameter, ParameterTuple, Tensor, amp, nn, ops
 
 from ..nets.ms_rare import AttentionLoss
 
+AUX_CTC_PREFIX = "aux_ctc."
+
+
+class AuxiliaryCTC(nn.Cell):
+    """A training-only CTC classifier on the encoder's output (joint CTC-attention training, Kim et al. 2017).
+
+    CTC needs no alignment to be learned first, so within a few hundred steps it makes every encoder column
+    say which character lies under it; the attention then finds characters by content instead of waiting to
+    discover positions, which is what keeps a fresh RARE on its language-prior plateau. Class 0 (GO, never a
+    target) is the blank. The network and its exports are unchanged: these parameters live outside it and
+    are saved only in train_resume.ckpt."""
+
+    def __init__(self, features: int, num_classes: int, seed: int):
+        super().__init__()
+        bound = 1.0 / np.sqrt(features)  # PyTorch's nn.Linear initialisation
+        rng = np.random.default_rng(seed)
+        self.weight = Parameter(Tensor(rng.uniform(-bound, bound, (num_classes, features)).astype(np.float32)),
+                                name=AUX_CTC_PREFIX + "weight")
+        self.bias = Parameter(Tensor(np.zeros(num_classes, np.float32)), name=AUX_CTC_PREFIX + "bias")
+
+    def construct(self, features, targets):
+        """`features` [T, N, F] time-major; `targets` [N, 1 + steps] as the attention loss takes them."""
+        log_probs = ops.log_softmax(ops.matmul(features.astype(ms.float32), self.weight.T) + self.bias, -1)
+        labels = targets[:, 1:].astype(ms.int32)
+        label_lengths = (labels >= 2).astype(ms.int32).sum(1)  # characters; STOP (1) and padding (0) are not
+        input_lengths = ops.fill(ms.int32, (features.shape[1],), features.shape[0])
+        loss, _ = ops.ctc_loss(log_probs, labels, input_lengths, label_lengths, blank=0, reduction="mean",
+                               zero_infinity=True)
+        return loss
+
 
 class NetworkWithLoss(nn.Cell):
-    """MindOCR's AttentionLoss on the teacher-forced logits, in float32 whatever the network computes in."""
+    """MindOCR's AttentionLoss on the teacher-forced logits, in float32 whatever the network computes in, plus
+    `aux_ctc_weight` x an auxiliary CTC loss when that is on. Returns (objective, attention loss)."""
 
-    def __init__(self, network: nn.Cell):
+    def __init__(self, network: nn.Cell, aux_ctc_weight: float = 0.0, seed: int = 0):
         super().__init__(auto_prefix=False)  # keep MindOCR's parameter names
         self.network = network
         self.loss = AttentionLoss()
+        self.aux_ctc_weight = float(aux_ctc_weight)
+        if self.aux_ctc_weight > 0:
+            self.aux_ctc = AuxiliaryCTC(network.spec.neck.out_channels, network.spec.num_classes, seed)
 
     def construct(self, images, targets):
-        return self.loss(self.network(images, targets).astype(ms.float32), targets)
+        if self.aux_ctc_weight <= 0:
+            loss = self.loss(self.network(images, targets).astype(ms.float32), targets)
+            return loss, loss
+        features = self.network.encode(images)
+        loss = self.loss(self.network.head(features, targets).astype(ms.float32), targets)
+        return loss + self.aux_ctc_weight * self.aux_ctc(features, targets), loss
 
 
 class GradientsUnchanged(nn.Cell):
@@ -36,34 +76,34 @@ class GradientsUnchanged(nn.Cell):
 
 
 class TrainStep(nn.Cell):
-    """Returns (loss, finite): a step whose gradients are not all finite leaves weights, optimizer state and
+    """Returns (attention loss, finite): a step whose gradients are not all finite leaves weights, optimizer state and
     batch-norm statistics untouched and lowers a dynamic loss scale; the caller counts it.
 
     Batch norm updates its moving statistics during the forward pass, before the gradients can be checked,
     so they are copied first and put back after a non-finite step."""
 
-    def __init__(self, network: nn.Cell, optimizer, loss_scaler, clip_norm: Optional[float],
+    def __init__(self, net_with_loss: NetworkWithLoss, optimizer, loss_scaler, clip_norm: Optional[float],
                  grad_reducer: Optional[nn.Cell] = None):
         super().__init__(auto_prefix=False)
-        self.statistics = ParameterTuple(p for p in network.get_parameters() if not p.requires_grad)
+        self.statistics = ParameterTuple(p for p in net_with_loss.get_parameters() if not p.requires_grad)
         self.statistics_before = self.statistics.clone(prefix="statistics_before_step", init="zeros")
-        self.net_with_loss = NetworkWithLoss(network)
+        self.net_with_loss = net_with_loss
         self.optimizer = optimizer
         self.loss_scaler = loss_scaler
         self.clip = clip_norm is not None
         self.clip_norm = float(clip_norm or 1.0)
         self.grad_reducer = grad_reducer if grad_reducer is not None else GradientsUnchanged()
-        self.value_and_grad = ms.value_and_grad(self.scaled_loss, None, optimizer.parameters)
+        self.value_and_grad = ms.value_and_grad(self.scaled_objective, None, optimizer.parameters, has_aux=True)
 
-    def scaled_loss(self, images, targets):
-        return self.loss_scaler.scale(self.net_with_loss(images, targets))
+    def scaled_objective(self, images, targets):
+        objective, loss = self.net_with_loss(images, targets)
+        return self.loss_scaler.scale(objective), loss
 
     def construct(self, images, targets, lr):
         for saved, statistic in zip(self.statistics_before, self.statistics):
             ops.assign(saved, statistic)
-        scaled_loss, grads = self.value_and_grad(images, targets)
+        (_, loss), grads = self.value_and_grad(images, targets)
         grads = self.grad_reducer(grads)
-        loss = self.loss_scaler.unscale(scaled_loss)
         finite = amp.all_finite(grads)
         if finite:
             grads = self.loss_scaler.unscale(grads)
