@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from typing import Any, Dict, List, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 
 from rare_portable.api import resolve_spec
 from rare_portable.config import RareConfig
-from rare_portable.data.preprocess import batch as preprocess_batch
+from rare_portable.data.preprocess import batch as preprocess_batch, content_width
 from rare_portable.labels import decode
 from rare_portable.nets import INSTALL_HINT, BackendUnavailable
 from rare_portable.spec import ModelSpec, SpecError
@@ -34,6 +34,10 @@ ARTIFACT_BACKENDS = ("onnxruntime", "mindir", "mslite")
 PRESET_OPTIONS: Dict[str, Dict[str, Any]] = {
     "mindspore-graph": {"mode": "graph"},
 }
+# `recognise_all` sorts images by width within windows of this many batches: wide enough to group similar
+# widths, small enough that a large folder is never held in memory at once.
+SORT_WINDOW_BATCHES = 16
+Key = TypeVar("Key")
 
 
 class Runtime(ABC):
@@ -60,6 +64,35 @@ class Runtime(ABC):
     def recognise(self, images: Sequence[np.ndarray], lower: bool = False) -> List[Tuple[str, float]]:
         """(text, confidence) per RGB HWC uint8 image: the one preprocessing, `predict`, MindOCR's decoding."""
         return decode(self.predict(preprocess_batch(images, self.spec.input)), self.spec.charset, lower=lower)
+
+    def recognise_all(self, items: Iterable[Tuple[Key, np.ndarray]], batch_size: int,
+                      lower: bool = False) -> Iterator[Tuple[Key, Tuple[str, float]]]:
+        """(key, (text, confidence)) per (key, RGB HWC uint8 image), in input order, `batch_size` per `predict`.
+
+        With a ratio-keeping resize and padding, images are batched in order of their resized width (within
+        windows of SORT_WINDOW_BATCHES batches) so each batch holds similar widths. Every runtime here takes
+        the full padded width (MindOCR pads to input.width, and trimming would change the outputs), so the
+        results are those of unsorted batches."""
+        window: List[Tuple[Key, np.ndarray]] = []
+        for item in items:
+            window.append(item)
+            if len(window) == batch_size * SORT_WINDOW_BATCHES:
+                yield from self._recognise_window(window, batch_size, lower)
+                window = []
+        if window:
+            yield from self._recognise_window(window, batch_size, lower)
+
+    def _recognise_window(self, window: List[Tuple[Key, np.ndarray]], batch_size: int,
+                          lower: bool) -> List[Tuple[Key, Tuple[str, float]]]:
+        order = list(range(len(window)))
+        if self.spec.input.keep_ratio and self.spec.input.padding:
+            order.sort(key=lambda i: content_width(window[i][1], self.spec.input))
+        results: List[Optional[Tuple[str, float]]] = [None] * len(window)
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            for i, result in zip(chunk, self.recognise([window[i][1] for i in chunk], lower=lower)):
+                results[i] = result
+        return [(key, result) for (key, _), result in zip(window, results)]
 
     def check_batch(self, batch: np.ndarray) -> np.ndarray:
         """The batch as a C-contiguous float32 array; float64 is narrowed, anything else is refused."""

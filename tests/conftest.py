@@ -40,3 +40,16 @@ def _mindspore_pynative():
     import sys
     if "mindspore" in sys.modules:
         sys.modules["mindspore"].set_context(mode=sys.modules["mindspore"].PYNATIVE_MODE)
+
+
+@pytest.fixture(scope="session")
+def keep_ratio_config(tmp_path_factory):
+    """rare_tiny resizing as the Chinese recipe does: aspect ratio kept, padded on the right to the width."""
+    text = (Path(__file__).parent.parent / "configs" / "rare_tiny.yaml").read_text()
+    text = text.replace("padding: False # aspect ratio", "padding: True # aspect ratio")
+    text = text.replace("keep_ratio: False\n          padding: False", "keep_ratio: True\n          padding: True")
+    path = tmp_path_factory.mktemp("config") / "rare_tiny_keep_ratio.yaml"
+    path.write_text(text)
+    from rare_portable import load_config
+    assert load_config(str(path)).spec.input.keep_ratio and load_config(str(path)).spec.input.padding
+    return str(path)

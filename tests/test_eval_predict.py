@@ -276,3 +276,47 @@ def test_predict_fails_when_no_image_reads(weights, image_folder, tmp_path):
     assert result.exit_code == 1
     assert "none of the 1 image(s) could be read" in result.stderr
     assert not (tmp_path / "r.txt").exists()
+
+
+# --- width-sorted batches (keep-ratio configs) -------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def reading_weights(tmp_path_factory):
+    """MindOCR's recipe weights: untrained, yet reading different text in different images."""
+    from mindocr_recipe import recipe
+    from rare_portable import get_state
+    from rare_portable.weights import write_state
+
+    shapes = {k: v.shape for k, v in get_state(build_model("rare_tiny", "torch")).items()}
+    return write_state({k: recipe(k, s, seed=7) for k, s in shapes.items()},
+                       tmp_path_factory.mktemp("w") / "recipe.safetensors")
+
+
+def test_width_sorted_batches_keep_input_order_in_predict_and_eval(keep_ratio_config, reading_weights, tmp_path):
+    """Images of many widths, batched by width: each result still belongs to its own image."""
+    from rare_portable.data.preprocess import decode_image
+
+    rng = np.random.default_rng(5)
+    folder = tmp_path / "words"
+    folder.mkdir()
+    for i, width in enumerate(rng.integers(20, 200, 9)):
+        cv2.imwrite(str(folder / f"{i}.png"), rng.integers(1, 256, (32, int(width), 3), dtype=np.uint8))
+    names = sorted(p.name for p in folder.iterdir())
+    runtime = open_runtime("torch", keep_ratio_config, reading_weights)
+    alone = {name: runtime.recognise([decode_image((folder / name).read_bytes(), name)])[0][0] for name in names}
+    assert len(set(alone.values())) > 1  # different readings, so a mix-up would show
+
+    result = rare("predict", folder, "-c", keep_ratio_config, "-w", reading_weights, "--batch-size", 4,
+                  "--output", tmp_path / "r.txt")
+    assert result.exit_code == 0, result.stderr
+    rows = [line.split("\t") for line in (tmp_path / "r.txt").read_text().splitlines()]
+    assert rows == [[name, json.dumps(text)] for name, text in alone.items()]
+
+    labelled = [((folder / name).read_bytes(), text) for name, text in alone.items() if text]
+    write_lmdb(tmp_path / "lmdb", labelled)
+    result = rare("eval", "-c", keep_ratio_config, "-w", reading_weights, "--data", tmp_path / "lmdb",
+                  "--batch-size", 4, "--json", tmp_path / "e.json")
+    assert result.exit_code == 0, result.stderr
+    (row,) = json.loads((tmp_path / "e.json").read_text())["datasets"]
+    assert (row["samples"], row["acc"]) == (len(labelled), 1.0)

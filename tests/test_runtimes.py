@@ -161,3 +161,37 @@ def test_options_are_checked():
 def test_config_overrides_reach_the_runtime():
     runtime = open_runtime("torch", "rare_tiny", opts=["model.head.batch_max_length=10", "common.max_text_len=10"])
     assert runtime.predict(images(runtime.spec, n=1)).shape == (1, 11, 38)
+
+
+def test_recognise_all_batches_by_width_and_answers_in_input_order(keep_ratio_config, recipe_weights):
+    """Keep-ratio + padding: the runtime sees batches sorted by resized width; the caller gets its order back
+    and the same readings as unsorted, one-image batches."""
+    runtime = open_runtime("torch", keep_ratio_config, recipe_weights)
+    rng = np.random.default_rng(3)
+    widths = [int(w) for w in rng.integers(20, 200, 11)]
+    # pixels 1..255: no raw 0, so only padding normalises to (0 - 127) / 127 = -1
+    words = [rng.integers(1, 256, (32, w, 3), dtype=np.uint8) for w in widths]
+    seen, predict = [], runtime._predict
+    runtime._predict = lambda batch: (seen.append(batch), predict(batch))[1]
+
+    results = list(runtime.recognise_all(((f"w{i}", image) for i, image in enumerate(words)), batch_size=4))
+
+    assert [len(batch) for batch in seen] == [4, 4, 3]
+    content_widths = [int((sample != -1.0).any(axis=(0, 1)).sum()) for batch in seen for sample in batch]
+    assert content_widths == sorted(min(100, w) for w in widths)  # height 32: resized width = w, capped at 100
+    assert [key for key, _ in results] == [f"w{i}" for i in range(len(words))]
+    alone = [runtime.recognise([image])[0] for image in words]
+    assert len({text for text, _ in alone}) > 1  # the readings differ, so a mix-up would show
+    assert [text for _, (text, _) in results] == [text for text, _ in alone]
+    np.testing.assert_allclose([c for _, (_, c) in results], [c for _, c in alone], rtol=1e-5)
+
+
+def test_recognise_all_keeps_input_order_in_batches_without_keep_ratio(spec):
+    """Every image is stretched to the full width: nothing to sort, batches follow the input."""
+    runtime = Constant(spec)
+    grey_levels = (30, 10, 20)
+    words = [np.full((32, w, 3), level, np.uint8) for w, level in zip((90, 20, 60), grey_levels)]
+    assert [key for key, _ in runtime.recognise_all(zip("abc", words), batch_size=2)] == ["a", "b", "c"]
+    first_pixels = [float(sample[0, 0, 0]) for batch in runtime.seen for sample in batch]
+    assert first_pixels == pytest.approx([(level - 127) / 127 for level in grey_levels])
+    assert [len(batch) for batch in runtime.seen] == [2, 1]

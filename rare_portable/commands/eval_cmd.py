@@ -165,27 +165,16 @@ def evaluate(runtime, target: DatasetTarget, metric: RecMetric, batch_size: int,
         result.error = str(e)
         return result
     result.entries = len(source) if limit is None else min(limit, len(source))
-    images: List = []
-    labels: List[str] = []
-
-    def score_batch():
-        texts = [text for text, _ in runtime.recognise(images, lower=lower)]
-        metric.update(texts, labels)
-        images.clear()
-        labels.clear()
-
     try:
         with tqdm(total=result.entries, desc=target.name, unit="img", leave=False, disable=None) as progress:
-            for sample in itertools.islice(source, result.entries):
-                progress.update()
-                if sample.skip is not None:
-                    continue
-                images.append(sample.image)
-                labels.append(sample.label)
-                if len(images) == batch_size:
-                    score_batch()
-            if images:
-                score_batch()
+            def labelled_images():
+                for sample in itertools.islice(source, result.entries):
+                    progress.update()
+                    if sample.skip is None:
+                        yield sample.label, sample.image
+
+            for label, (text, _) in runtime.recognise_all(labelled_images(), batch_size, lower=lower):
+                metric.update([text], [label])
     finally:
         if isinstance(source, LmdbDataset):
             source.close()  # one open environment per dataset, not one per dataset evaluated so far

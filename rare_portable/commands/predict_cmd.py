@@ -61,22 +61,23 @@ def predict(inputs, config, opts, weights, backend, device, output, score, batch
     runtime = open_cli_runtime(backend, rare_config, weights, device)
     lower = postprocess_lower(rare_config)
     target = output / RESULTS_FILE if output.is_dir() else output
-    lines, unreadable = [], 0
-    for start in range(0, len(images), batch_size):
-        names, decoded = [], []
-        for name, path in images[start:start + batch_size]:
+    unreadable = []
+
+    def named_images():
+        for name, path in images:
             try:
-                decoded.append(decode_image(path.read_bytes(), str(path)))
-                names.append(name)
+                yield name, decode_image(path.read_bytes(), str(path))
             except (ImageDecodeError, OSError) as e:
-                unreadable += 1
+                unreadable.append(name)
                 click.echo(f"skipped: {e}", err=True)
-        for name, (text, confidence) in zip(names, runtime.recognise(decoded, lower=lower)):
-            lines.append(result_line(name, text, confidence, score))
-            click.echo(f"{name}\t{text}\t{confidence:.4f}")
+
+    lines = []
+    for name, (text, confidence) in runtime.recognise_all(named_images(), batch_size, lower=lower):
+        lines.append(result_line(name, text, confidence, score))
+        click.echo(f"{name}\t{text}\t{confidence:.4f}")
     if not lines:
         raise click.ClickException(f"none of the {len(images)} image(s) could be read; nothing written to {target}")
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text("".join(lines), encoding="utf-8")
-    skipped = f"; {unreadable} unreadable image(s) skipped" if unreadable else ""
+    skipped = f"; {len(unreadable)} unreadable image(s) skipped" if unreadable else ""
     click.echo(f"wrote {len(lines)} result(s) to {target}{skipped}")

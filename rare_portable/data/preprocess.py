@@ -77,6 +77,12 @@ def output_width(image: np.ndarray, spec: InputSpec) -> int:
     return spec.width
 
 
+def content_width(image: np.ndarray, spec: InputSpec) -> int:
+    """How many columns of the network input hold the image (the rest, if any, is padding)."""
+    image = upright(image, spec)
+    return resized_width(image.shape[0], image.shape[1], spec)
+
+
 def preprocess_into(image: np.ndarray, spec: InputSpec, out: np.ndarray) -> None:
     """Write the network input for an RGB HWC uint8 `image` into `out` [C, H, output_width] float32."""
     _check_image(image, spec)
