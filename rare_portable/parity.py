@@ -6,6 +6,10 @@ identical, and a comparison that one near-tie cannot cascade through: steps are 
 a sample's first greedy divergence, and a divergence where the reference's top two probabilities are
 within the tolerance is a near-tie, not a violation. Framework runtimes are also compared teacher-forced
 (all runtimes fed the reference's ids), which checks every step of every sample.
+
+An int8 artifact (`rare export --int8`) is its own tolerance class: quantization moves probabilities by
+up to a few percent, so it is held to the words instead: at most a share of the samples
+(INT8_MAX_WORD_DISAGREEMENT) may decode to another word than the fp32 reference's.
 """
 from __future__ import annotations
 
@@ -23,8 +27,12 @@ from .spec import ModelSpec
 # fp32 tolerance for every runtime pair: probabilities within 1e-4, strings identical.
 # (Anchors: ONNX's backend tests use rtol 1e-3/atol 1e-7, Polygraphy defaults to 1e-5/1e-5.)
 FP32_TOLERANCE = 1e-4
+# int8 class: at most this share of the samples may decode (greedy) to another word than the reference.
+INT8_MAX_WORD_DISAGREEMENT = 0.02
 ALL_BACKENDS = ("torch", "mindspore", "mindspore-graph", "onnxruntime", "mindir", "mslite")
 REFERENCE = "torch"
+# `rare parity --artifact FILE`: the runtime that opens an exported file, by its suffix.
+ARTIFACT_RUNTIMES = {".onnx": "onnxruntime", ".mindir": "mindir", ".ms": "mslite"}
 
 
 @dataclass
@@ -38,10 +46,28 @@ class PairResult:
     strings_identical: bool
     near_ties: List[Dict] = field(default_factory=list)  # divergences at a reference near-tie
     violations: List[str] = field(default_factory=list)
+    tolerance_class: str = "fp32"  # or "int8-static" / "int8-dynamic": held to words, not probabilities
+    word_disagreement: Optional[float] = None  # int8: share of samples whose word differs from the reference
+    words_differing: List[Dict] = field(default_factory=list)  # int8: {"sample", "text", "reference"}
 
     @property
     def ok(self) -> bool:
         return not self.violations
+
+
+def first_divergences(ids: np.ndarray, ref_ids: np.ndarray) -> List[int]:
+    """Per sample, the first step whose greedy id differs from the reference's (the step count if none)."""
+    firsts = []
+    for sample_ids, sample_ref_ids in zip(ids, ref_ids):
+        differ = np.nonzero(sample_ids != sample_ref_ids)[0]
+        firsts.append(int(differ[0]) if len(differ) else len(sample_ids))
+    return firsts
+
+
+def aligned_diff(probs: np.ndarray, ref: np.ndarray, stops: Sequence[int]) -> float:
+    """Max |diff| of probabilities over the steps before each sample's first greedy divergence."""
+    return max([float(np.abs(p[:stop] - r[:stop]).max()) for p, r, stop in zip(probs, ref, stops) if stop],
+               default=0.0)
 
 
 def compare(backend: str, probs: np.ndarray, ref: np.ndarray, spec: ModelSpec, tolerance: float,
@@ -49,13 +75,10 @@ def compare(backend: str, probs: np.ndarray, ref: np.ndarray, spec: ModelSpec, t
     ids, ref_ids = probs.argmax(-1), ref.argmax(-1)
     texts = [t for t, _ in decode(probs, spec.charset)]
     ref_texts = [t for t, _ in decode(ref, spec.charset)]
-    aligned, near_ties, violations = 0.0, [], []
-    for n in range(len(ref)):
-        differ = np.nonzero(ids[n] != ref_ids[n])[0]
-        stop = int(differ[0]) if len(differ) else ref.shape[1]
-        if stop:
-            aligned = max(aligned, float(np.abs(probs[n, :stop] - ref[n, :stop]).max()))
-        if len(differ):
+    stops = first_divergences(ids, ref_ids)
+    aligned, near_ties, violations = aligned_diff(probs, ref, stops), [], []
+    for n, stop in enumerate(stops):
+        if stop < ref.shape[1]:
             top2 = np.sort(ref[n, stop])[-2:]
             gap = float(top2[1] - top2[0])
             if gap <= tolerance:
@@ -77,6 +100,29 @@ def compare(backend: str, probs: np.ndarray, ref: np.ndarray, spec: ModelSpec, t
         backend=backend, reference=REFERENCE, max_abs_diff=float(np.abs(probs - ref).max()),
         aligned_max_abs_diff=aligned, teacher_forced_max_abs_diff=tf, ids_identical=bool((ids == ref_ids).all()),
         strings_identical=texts == ref_texts, near_ties=near_ties, violations=violations,
+    )
+
+
+def compare_words(backend: str, probs: np.ndarray, ref: np.ndarray, spec: ModelSpec, tolerance_class: str,
+                  max_disagreement: float) -> PairResult:
+    """The int8 class: greedy words may differ from the reference's on at most `max_disagreement` of the
+    samples; probabilities are reported, not bounded."""
+    ids, ref_ids = probs.argmax(-1), ref.argmax(-1)
+    texts = [t for t, _ in decode(probs, spec.charset)]
+    ref_texts = [t for t, _ in decode(ref, spec.charset)]
+    differing = [{"sample": n, "text": a, "reference": b} for n, (a, b) in enumerate(zip(texts, ref_texts)) if a != b]
+    share = len(differing) / len(ref)
+    violations = []
+    if share > max_disagreement:
+        shown = "; ".join(f"sample {d['sample']}: {d['text']!r} vs {d['reference']!r}" for d in differing[:3])
+        violations.append(f"{len(differing)} of {len(ref)} words differ from the reference ({share:.1%} > "
+                          f"{max_disagreement:.1%} allowed for int8): {shown}")
+    return PairResult(
+        backend=backend, reference=REFERENCE, max_abs_diff=float(np.abs(probs - ref).max()),
+        aligned_max_abs_diff=aligned_diff(probs, ref, first_divergences(ids, ref_ids)),
+        teacher_forced_max_abs_diff=None, ids_identical=bool((ids == ref_ids).all()),
+        strings_identical=not differing, violations=violations, tolerance_class=tolerance_class,
+        word_disagreement=share, words_differing=differing,
     )
 
 
@@ -102,6 +148,7 @@ class ParityReport:
     config: str
     inputs: Dict[str, int]
     tolerance: float
+    max_word_disagreement: float  # the int8 class's bound
     results: Dict[str, List[PairResult]]  # input set -> one result per runtime
     unavailable: Dict[str, str]  # backend -> why it did not run
 
@@ -117,8 +164,12 @@ class ParityReport:
 
 def run_parity(spec: ModelSpec, weights, input_sets: Dict[str, np.ndarray], backends: Sequence[str] = ALL_BACKENDS,
                tolerance: float = FP32_TOLERANCE, workdir: Optional[Path] = None,
-               progress: Callable[[str], None] = lambda msg: None) -> ParityReport:
-    """Export what the backends need into `workdir`, run each on every input set, compare with PyTorch."""
+               progress: Callable[[str], None] = lambda msg: None, artifacts: Sequence[Path] = (),
+               max_word_disagreement: float = INT8_MAX_WORD_DISAGREEMENT) -> ParityReport:
+    """Export what the backends need into `workdir`, run each on every input set, compare with PyTorch.
+
+    `artifacts` are files exported before (e.g. an int8 ONNX model), checked as they are; each row is
+    named `runtime:file`."""
     from runtimes import open_runtime
 
     workdir = Path(workdir or tempfile.mkdtemp(prefix="rare-parity-"))
@@ -130,6 +181,15 @@ def run_parity(spec: ModelSpec, weights, input_sets: Dict[str, np.ndarray], back
             runtimes[backend] = open_runtime(backend, spec, artifact if artifact else weights)
         except UserError as e:  # a runtime that cannot run here is reported, not fatal
             unavailable[backend] = str(e)
+    for path in map(Path, artifacts):
+        if path.suffix not in ARTIFACT_RUNTIMES:
+            raise UserError(f"{path}: not an exported artifact (suffix {path.suffix or 'none'}); pass a "
+                            f"{', '.join(ARTIFACT_RUNTIMES)} file from `rare export`")
+        label = f"{ARTIFACT_RUNTIMES[path.suffix]}:{path.name}"
+        try:
+            runtimes[label] = open_runtime(ARTIFACT_RUNTIMES[path.suffix], spec, path)
+        except UserError as e:
+            unavailable[label] = str(e)
     if REFERENCE in unavailable:
         raise RuntimeError(f"the reference runtime ({REFERENCE}) is unavailable: {unavailable[REFERENCE]}")
     results = {}
@@ -143,11 +203,15 @@ def run_parity(spec: ModelSpec, weights, input_sets: Dict[str, np.ndarray], back
                 continue
             progress(f"{name}: {backend}")
             probs = runtime.predict(batch)
+            if runtime.quantization is not None:
+                rows.append(compare_words(backend, probs, ref, spec, f"int8-{runtime.quantization['method']}",
+                                          max_word_disagreement))
+                continue
             tf = teacher_forced(runtime, batch, ref_ids)
             rows.append(compare(backend, probs, ref, spec, tolerance, tf, tf_ref if tf is not None else None))
         results[name] = rows
     return ParityReport(config=spec.name, inputs={k: len(v) for k, v in input_sets.items()}, tolerance=tolerance,
-                        results=results, unavailable=unavailable)
+                        max_word_disagreement=max_word_disagreement, results=results, unavailable=unavailable)
 
 
 def artifact_for(backend: str, spec: ModelSpec, weights, workdir: Path) -> Optional[Path]:
@@ -172,16 +236,25 @@ def artifact_for(backend: str, spec: ModelSpec, weights, workdir: Path) -> Optio
 
 
 def format_report(report: ParityReport) -> str:
-    lines = [f"parity of {report.config} against {REFERENCE} (fp32 tolerance {report.tolerance:.0e})"]
-    header = f"{'runtime':<16}{'max|Δ|':>10}{'aligned':>10}{'teacher-f.':>11}{'ids':>5}{'text':>6}{'ties':>6}  verdict"
+    rows_all = [r for rows in report.results.values() for r in rows]
+    classes = f"fp32 tolerance {report.tolerance:.0e}"
+    if any(r.word_disagreement is not None for r in rows_all):
+        classes += f"; int8: at most {report.max_word_disagreement:.1%} of words may differ, probabilities unbounded"
+    lines = [f"parity of {report.config} against {REFERENCE} ({classes})"]
+    width = max([16] + [len(r.backend) + 2 for r in rows_all])
+    header = (f"{'runtime':<{width}}{'class':<13}{'max|Δ|':>10}{'aligned':>10}{'teacher-f.':>11}{'ids':>5}{'text':>6}"
+              f"{'ties':>6}  verdict")
     for name, rows in report.results.items():
         lines += ["", f"{name} ({report.inputs[name]} images)", header]
         for r in rows:
             tf = "n/a" if r.teacher_forced_max_abs_diff is None else f"{r.teacher_forced_max_abs_diff:.1e}"
             verdict = "ok" if r.ok else "FAIL: " + "; ".join(r.violations[:3])
-            lines.append(f"{r.backend:<16}{r.max_abs_diff:>10.1e}{r.aligned_max_abs_diff:>10.1e}{tf:>11}"
-                         f"{'=' if r.ids_identical else '≠':>5}{'=' if r.strings_identical else '≠':>6}"
-                         f"{len(r.near_ties):>6}  {verdict}")
+            if r.word_disagreement is not None and r.ok:
+                verdict += (f": {len(r.words_differing)} of {report.inputs[name]} words differ "
+                            f"({r.word_disagreement:.1%} <= {report.max_word_disagreement:.1%})")
+            lines.append(f"{r.backend:<{width}}{r.tolerance_class:<13}{r.max_abs_diff:>10.1e}"
+                         f"{r.aligned_max_abs_diff:>10.1e}{tf:>11}{'=' if r.ids_identical else '≠':>5}"
+                         f"{'=' if r.strings_identical else '≠':>6}{len(r.near_ties):>6}  {verdict}")
     for backend, why in report.unavailable.items():
         lines.append(f"not run: {backend}: {why}")
     lines.append("")

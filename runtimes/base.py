@@ -44,6 +44,9 @@ class Runtime(ABC):
     """Runs one RARE model; subclasses implement `_predict` on an already checked batch."""
 
     name: str
+    # How an int8 artifact was quantized (its exporter's record); None for fp32. `rare parity` holds an
+    # int8 runtime to greedy-word agreement instead of fp32 probabilities.
+    quantization: Optional[dict] = None
 
     def __init__(self, spec: ModelSpec):
         self.spec = spec

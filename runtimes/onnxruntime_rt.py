@@ -8,6 +8,7 @@ import numpy as np
 import onnxruntime as ort
 
 from exporters.onnx_export import INPUT_NAME, ExportError, read_onnx_spec
+from exporters.quantize import int8_record
 from rare_portable.nets import BackendUnavailable
 from rare_portable.spec import ModelSpec
 
@@ -36,6 +37,7 @@ class OnnxRuntime(Runtime):
             self.session = ort.InferenceSession(str(path), options, providers=list(providers))
         except Exception as e:
             raise ExportError(f"{path}: ONNX Runtime cannot load it ({type(e).__name__}: {e})") from None
+        self.quantization = int8_record(self.session.get_modelmeta().custom_metadata_map, path)
 
     def _predict(self, batch: np.ndarray) -> np.ndarray:
         return self.session.run(None, {INPUT_NAME: batch})[0]

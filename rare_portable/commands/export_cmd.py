@@ -1,6 +1,7 @@
-"""`rare export` (ONNX, MindIR, MindSpore Lite) and `rare convert` (Ascend 310 converter config)."""
+"""`rare export` (ONNX, int8 ONNX, MindIR, MindSpore Lite) and `rare convert` (Ascend 310 converter config)."""
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
 
 import click
@@ -8,6 +9,7 @@ import click
 from ..cli import config_options
 
 FORMATS = {"onnx": ".onnx", "onnx-lite": ".onnx", "mindir": ".mindir", "mslite": ".ms"}
+CALIBRATION_IMAGES = 256
 
 
 @click.command()
@@ -24,12 +26,26 @@ FORMATS = {"onnx": ".onnx", "onnx-lite": ".onnx", "mindir": ".mindir", "mslite":
 @click.option("--simplify", is_flag=True, help="Simplify the ONNX graph with onnxslim (parity re-checked).")
 @click.option("--device", default="cpu", show_default=True,
               help="MindIR: the device MindSpore exports on (ascend for Ascend 310 conversion).")
-def export(config, opts, weights, fmt, output, dynamic_batch, batch, opset, simplify, device):
+@click.option("--int8", "int8", type=click.Choice(["static", "dynamic"]),
+              help="ONNX: write an int8 model (ONNX Runtime's quantizer) instead of the fp32 one. static: "
+                   "int8 convolutions, activation ranges calibrated on word images; dynamic: int8 weights of "
+                   "the matrix products, no calibration.")
+@click.option("--calibration", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="static int8: an LMDB (or a folder of them) of word images to calibrate on. "
+                   "Default: words rendered by `rare synth`.")
+@click.option("--calibration-images", type=click.IntRange(min=1), default=CALIBRATION_IMAGES, show_default=True,
+              help="static int8: how many images to calibrate on (rendered, or spread over --calibration).")
+def export(config, opts, weights, fmt, output, dynamic_batch, batch, opset, simplify, device, int8, calibration,
+           calibration_images):
     """Export a trained model; each artifact carries its spec and is checked against the network."""
     from ..api import build_model
 
     if output.suffix != FORMATS[fmt]:
         raise click.ClickException(f"--output {output}: a {fmt} file ends in {FORMATS[fmt]}")
+    if int8 and fmt != "onnx":
+        raise click.ClickException(f"--int8 needs --format onnx (ONNX Runtime runs int8 models), not {fmt}")
+    if calibration and int8 != "static":
+        raise click.ClickException("--calibration is for --int8 static; dynamic int8 needs no calibration images")
     if fmt == "mindir":
         from exporters.mindir_export import export_mindir
         from runtimes.mindspore_rt import set_device
@@ -50,13 +66,35 @@ def export(config, opts, weights, fmt, output, dynamic_batch, batch, opset, simp
         return
     from exporters.onnx_export import export_onnx
 
-    result = export_onnx(net, output, flavour="lite" if fmt == "onnx-lite" else "standard", opset=opset,
-                         dynamic_batch=dynamic_batch, batch=batch, simplify=simplify)
-    verdict = "identical greedy ids" if result.ids_equal else "GREEDY IDS DIFFER"
-    click.echo(f"{result.path}: opset {result.opset}, {result.flavour}, ONNX Runtime vs PyTorch max |diff| "
-               f"{result.max_abs_diff:.2e}, {verdict}")
-    if not result.ids_equal or result.max_abs_diff > 1e-4:
-        raise click.ClickException("the exported model disagrees with PyTorch beyond 1e-4; not fit for use")
+    def export_fp32(path: Path):
+        result = export_onnx(net, path, flavour="lite" if fmt == "onnx-lite" else "standard", opset=opset,
+                             dynamic_batch=dynamic_batch, batch=batch, simplify=simplify)
+        verdict = "identical greedy ids" if result.ids_equal else "GREEDY IDS DIFFER"
+        click.echo(f"{result.path if not int8 else 'fp32 model'}: opset {result.opset}, {result.flavour}, "
+                   f"ONNX Runtime vs PyTorch max |diff| {result.max_abs_diff:.2e}, {verdict}")
+        if not result.ids_equal or result.max_abs_diff > 1e-4:
+            raise click.ClickException("the exported model disagrees with PyTorch beyond 1e-4; not fit for use")
+        return result.path
+
+    if not int8:
+        export_fp32(output)
+        return
+    from exporters.quantize import lmdb_calibration, quantize_onnx, rendered_calibration
+
+    calibration_set = None
+    if int8 == "static":
+        calibration_set = (lmdb_calibration(net.spec, calibration, calibration_images) if calibration
+                           else rendered_calibration(net.spec, calibration_images))
+    output.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="rare-export-", dir=output.parent) as tmp:
+        quantized = quantize_onnx(export_fp32(Path(tmp) / output.name), output, int8, calibration_set)
+    record = quantized.record
+    made = (f"calibrated on {record['calibration']['source']}" if record["calibration"]
+            else "activation ranges per batch at run time")
+    check = " ".join(["rare parity -c", config, *(f"--opt {o}" for o in opts), *(["-w", weights] if weights else []),
+                      "--backend torch --artifact", str(quantized.path)])
+    click.echo(f"{quantized.path}: int8 {int8} ({', '.join(record['quantized_ops'])} in int8; {made})")
+    click.echo(f"check its words against the fp32 network: {check}")
 
 
 @click.command()

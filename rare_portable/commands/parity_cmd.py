@@ -10,13 +10,15 @@ import numpy as np
 from ..cli import config_options
 
 
-def rendered_words(spec, count: int, seed: int = 1234) -> np.ndarray:
-    """A batch of rendered words (`rare synth`), preprocessed as every runtime receives them."""
-    from ..data.preprocess import batch, decode_image
-    from ..data.synth import make_plan, render_samples
+RENDERED_WORDS_SEED = 1234  # not the int8 calibration seed: parity checks on words calibration never saw
 
-    plan = make_plan(seed=seed, height=spec.input.height, charset=spec.charset)
-    images = [decode_image(data, label) for data, label in render_samples(plan, count)]
+
+def rendered_words(spec, count: int) -> np.ndarray:
+    """A batch of rendered words (`rare synth`), preprocessed as every runtime receives them."""
+    from ..data.preprocess import batch
+    from ..data.synth import render_words
+
+    images, _ = render_words(spec, count, RENDERED_WORDS_SEED)
     return batch(images, spec.input)
 
 
@@ -44,14 +46,23 @@ def image_folder(spec, folder: Path) -> np.ndarray:
 @click.option("--images", "image_dirs", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="A folder of word images; repeatable.")
 @click.option("--words", type=int, default=16, show_default=True, help="Rendered words to add (0: none).")
+@click.option("--artifact", "artifacts", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="An exported .onnx/.mindir/.ms file to check as it is (e.g. an int8 model from `rare export "
+                   "--int8`) against the weights; repeatable. With `--backend torch` only these are checked.")
 @click.option("--tolerance", type=float, default=None, help="Max |diff| of probabilities (default 1e-4, fp32).")
+@click.option("--max-word-disagreement", type=click.FloatRange(0.0, 1.0), default=None,
+              help="int8 artifacts: the largest share of samples whose greedy word may differ from the fp32 "
+                   "reference (default 0.02).")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
               help="Keep the exported artifacts here (default: a temporary folder).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the report.")
-def parity(config, opts, weights, backends, npz_inputs, image_dirs, words, tolerance, workdir, json_path):
-    """Numeric parity of every runtime against the PyTorch network; exits 1 on any violation."""
+def parity(config, opts, weights, backends, npz_inputs, image_dirs, words, artifacts, tolerance, max_word_disagreement,
+           workdir, json_path):
+    """Numeric parity of every runtime against the PyTorch network; exits 1 on any violation.
+
+    int8 artifacts are their own tolerance class: their words, not their probabilities, are compared."""
     from ..config import load_config
-    from ..parity import ALL_BACKENDS, FP32_TOLERANCE, format_report, run_parity
+    from ..parity import ALL_BACKENDS, FP32_TOLERANCE, INT8_MAX_WORD_DISAGREEMENT, format_report, run_parity
 
     spec = load_config(config, opts).spec
     inputs = {}
@@ -70,7 +81,9 @@ def parity(config, opts, weights, backends, npz_inputs, image_dirs, words, toler
         workdir.mkdir(parents=True, exist_ok=True)
     report = run_parity(spec, weights, inputs, backends=backends or ALL_BACKENDS,
                         tolerance=tolerance or FP32_TOLERANCE, workdir=workdir,
-                        progress=lambda msg: click.echo(f"... {msg}", err=True))
+                        progress=lambda msg: click.echo(f"... {msg}", err=True), artifacts=artifacts,
+                        max_word_disagreement=(INT8_MAX_WORD_DISAGREEMENT if max_word_disagreement is None
+                                               else max_word_disagreement))
     click.echo(format_report(report))
     if json_path:
         json_path.write_text(json.dumps(report.to_json(), indent=1, ensure_ascii=False))

@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..charset import BUILTIN_LOWER_ALNUM, Charset
 from .lmdb import write_lmdb
+from .preprocess import decode_image
 from ..errors import UserError
 
 PathLike = Union[str, os.PathLike]
@@ -641,6 +642,14 @@ def synthesize_lmdb(
     began = time.perf_counter()
     written = write_lmdb(output, observed(render_samples(plan, count, workers)), overwrite=overwrite)
     return SynthResult(written, time.perf_counter() - began)
+
+
+def render_words(spec, count: int, seed: int) -> Tuple[List[np.ndarray], List[str]]:
+    """`count` words for a model (`spec`'s input height and dictionary), decoded as a dataset's images are
+    (RGB HWC uint8), with their labels: test and calibration images without writing an LMDB."""
+    plan = make_plan(seed=seed, height=spec.input.height, charset=spec.charset)
+    samples = list(render_samples(plan, count))
+    return [decode_image(data, label) for data, label in samples], [label for _, label in samples]
 
 
 def save_preview(path: PathLike, samples: Sequence[Tuple[bytes, str]], plan: SynthPlan, columns: int = 4) -> None:
