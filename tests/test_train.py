@@ -64,7 +64,7 @@ def tiny_opts(data_root: Path, out: Path, *extra: str):
         f"eval.dataset.dataset_root={data_root}", "eval.dataset.data_dir=val", f"train.ckpt_save_dir={out}",
         # MindOCR's recipe, not rare_tiny's 2-core one: the references below are written for it
         "scheduler.lr=0.0005", "scheduler.min_lr=0.0", "train.clip_grad=False", "train.curriculum=null",
-        *extra,
+        "train.aux_ctc_weight=0", *extra,
     ]
 
 
