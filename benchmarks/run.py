@@ -15,17 +15,23 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
+TRAINED_TINY = ROOT / "runs" / "train_tiny" / "run" / "best.ckpt"  # benchmarks.train_tiny's; int8 measures it
 
 
 def plan(quick: bool):
     """(name, module args, result file) per benchmark."""
     inference = ["--quick"] if quick else ["--configs", "rare_tiny", "rare_resnet34", "rare_tps_resnet34"]
+    int8 = [("int8", ["benchmarks.int8", *(["--quick"] if quick else [])], "int8.json")]
+    if not TRAINED_TINY.is_file():
+        print(f"int8 skipped: no {TRAINED_TINY} (python -m benchmarks.train_tiny makes it)")
+        int8 = []
     return [
         ("data path", ["benchmarks.data_path", "--samples", "1000" if quick else "2000"], "data_path.json"),
         ("synth", ["benchmarks.synth_speed", "--images", "400" if quick else "2000"], "synth_speed.json"),
         ("conv regression", ["benchmarks.conv_regression", "--repeat", "3" if quick else "10"], "conv_regression.json"),
         ("inference", ["benchmarks.inference", *inference], "inference.json"),
         ("train step", ["benchmarks.train_step", "--steps", "5" if quick else "20"], "train_step.json"),
+        *int8,
     ]
 
 
