@@ -8,6 +8,7 @@ import click
 import numpy as np
 
 from ..cli import config_options
+from ..parity import INT8_MAX_WORD_DISAGREEMENT
 
 
 RENDERED_WORDS_SEED = 1234  # not the int8 calibration seed: parity checks on words calibration never saw
@@ -50,9 +51,9 @@ def image_folder(spec, folder: Path) -> np.ndarray:
               help="An exported .onnx/.mindir/.ms file to check as it is (e.g. an int8 model from `rare export "
                    "--int8`) against the weights; repeatable. With `--backend torch` only these are checked.")
 @click.option("--tolerance", type=float, default=None, help="Max |diff| of probabilities (default 1e-4, fp32).")
-@click.option("--max-word-disagreement", type=click.FloatRange(0.0, 1.0), default=None,
-              help="int8 artifacts: the largest share of samples whose greedy word may differ from the fp32 "
-                   "reference (default 0.02).")
+@click.option("--max-word-disagreement", type=click.FloatRange(0.0, 1.0), default=INT8_MAX_WORD_DISAGREEMENT,
+              show_default=True, help="int8 artifacts: the largest share of samples whose greedy word may differ "
+                                      "from the fp32 reference.")
 @click.option("--workdir", type=click.Path(file_okay=False, path_type=Path),
               help="Keep the exported artifacts here (default: a temporary folder).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the report.")
@@ -62,7 +63,7 @@ def parity(config, opts, weights, backends, npz_inputs, image_dirs, words, artif
 
     int8 artifacts are their own tolerance class: their words, not their probabilities, are compared."""
     from ..config import load_config
-    from ..parity import ALL_BACKENDS, FP32_TOLERANCE, INT8_MAX_WORD_DISAGREEMENT, format_report, run_parity
+    from ..parity import ALL_BACKENDS, FP32_TOLERANCE, format_report, run_parity
 
     spec = load_config(config, opts).spec
     inputs = {}
@@ -82,8 +83,7 @@ def parity(config, opts, weights, backends, npz_inputs, image_dirs, words, artif
     report = run_parity(spec, weights, inputs, backends=backends or ALL_BACKENDS,
                         tolerance=tolerance or FP32_TOLERANCE, workdir=workdir,
                         progress=lambda msg: click.echo(f"... {msg}", err=True), artifacts=artifacts,
-                        max_word_disagreement=(INT8_MAX_WORD_DISAGREEMENT if max_word_disagreement is None
-                                               else max_word_disagreement))
+                        max_word_disagreement=max_word_disagreement)
     click.echo(format_report(report))
     if json_path:
         json_path.write_text(json.dumps(report.to_json(), indent=1, ensure_ascii=False))
