@@ -1,5 +1,6 @@
 """All benchmarks, one after the other (never two at once: they share 2 cores), results in
-benchmarks/results/. `--quick` keeps to about 5 minutes on this machine.
+benchmarks/results/. `--quick` keeps to about 5 minutes on this machine, plus about 4 for the peer
+comparison (benchmarks/peers.py).
 
     python benchmarks/run.py [--quick] [--json FILE]
 """
@@ -32,6 +33,7 @@ def plan(quick: bool):
         ("inference", ["benchmarks.inference", *inference], "inference.json"),
         ("train step", ["benchmarks.train_step", "--steps", "5" if quick else "20"], "train_step.json"),
         *int8,
+        ("peers", ["benchmarks.peers", *(["--quick"] if quick else [])], "peers.json"),
     ]
 
 
