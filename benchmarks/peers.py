@@ -260,13 +260,8 @@ def child_mindocr_eval(args) -> dict:
             contenders["ours_pynative"] = timed(lambda: ours_pynative.predict(x))
         rounds, timed_calls = (1, 1) if args.quick else (2, 2)
         result = best_rounds(contenders, rounds, timed_calls)
-    ips = result["img_per_s"]
-    ratios = {}
-    if "ours_graph" in ips:
-        for peer in ("mindocr_pynative", "mindocr_graph"):
-            if peer in ips:
-                ratios[f"ours_graph_over_{peer}"] = round(ips["ours_graph"] / ips[peer], 3)
-        ratios["ours_graph_over_reference_13.6"] = round(ips["ours_graph"] / MINDOCR_EVAL_REFERENCE, 3)
+    ratios = ours_over(result["img_per_s"], "ours_graph", ("mindocr_pynative", "mindocr_graph"),
+                       MINDOCR_EVAL_REFERENCE)
     return {"batch": BATCH, "mindocr": how, **result, "ratios": ratios,
             "notes": "mindocr_graph: built with amp_level='O0' as tools/eval.py does (its RNNEncoder runs the LSTM in "
                      "float16 on MindSpore >= 2.3 and casts back only when _amp_level is 'O0'); "
@@ -293,14 +288,18 @@ def child_train(args) -> dict:
         contenders["ours_trainstep"] = _train_work(lambda: ours(images, targets, lr)[0].asnumpy())
         rounds, timed_calls = (1, 1) if args.quick else (2, 2)
         result = best_rounds(contenders, rounds, timed_calls)
-    ips = result["img_per_s"]
-    ratios = {}
-    if "ours_trainstep" in ips:
-        for peer in ("mindocr_graph", "mindocr_pynative"):
-            if peer in ips:
-                ratios[f"ours_over_{peer}"] = round(ips["ours_trainstep"] / ips[peer], 3)
-        ratios["ours_over_reference_5.4"] = round(ips["ours_trainstep"] / MINDOCR_TRAIN_REFERENCE, 3)
+    ratios = ours_over(result["img_per_s"], "ours_trainstep", ("mindocr_graph", "mindocr_pynative"),
+                       MINDOCR_TRAIN_REFERENCE)
     return {"batch": BATCH, "mindocr": how, "mindocr_amp_level": args.mindocr_amp, **result, "ratios": ratios}
+
+
+def ours_over(ips: dict, ours: str, peers, reference: float) -> dict:
+    """`ours`'s img/s over each peer that ran, and over the figure the goal was stated against."""
+    if ours not in ips:
+        return {}
+    ratios = {f"{ours}_over_{peer}": round(ips[ours] / ips[peer], 3) for peer in peers if peer in ips}
+    ratios[f"{ours}_over_reference_{reference:g}"] = round(ips[ours] / reference, 3)
+    return ratios
 
 
 def _train_work(step):

@@ -417,10 +417,11 @@ class Trainer:
             best = f"; best val acc {state.best_acc:.4f} at epoch {state.best_epoch} ({out / ckpt.BEST_NAME})" \
                 if state.best_epoch else ""
             return f"finished {state.epoch} epochs, {state.global_step} steps{best}; last weights {out / ckpt.LAST_NAME}"
+        saved = f"saved {out / ckpt.RESUME_NAME} and the weights as of now in {out / ckpt.LAST_NAME}"
         if reason == INTERRUPTED:
-            return f"stopped by {signal_name or 'another rank'} at {where}; saved {out / ckpt.RESUME_NAME}; {resume}"
+            return f"stopped by {signal_name or 'another rank'} at {where}; {saved}; {resume}"
         if reason == TIME_LIMIT:
-            return f"time limit reached at {where}; saved {out / ckpt.RESUME_NAME}; {resume}"
+            return f"time limit reached at {where}; {saved}; {resume}"
         return (f"stopped: {state.consecutive_nonfinite} consecutive steps had non-finite gradients (NaN/inf loss) at "
                 f"{where}; the weights are those of the last finite step, saved in {out / ckpt.RESUME_NAME}. Lower "
                 f"scheduler.lr, turn on train.clip_grad, or check the data, then {resume}")
