@@ -49,7 +49,8 @@ def main(argv=None):
         started = time.perf_counter()
         subprocess.run([sys.executable, "-m", *command], cwd=ROOT, env=env, check=True)
         # Each benchmark writes its own result file; the summary says where, not the figures again.
-        summary[name] = {"seconds": round(time.perf_counter() - started, 1), "result": str((RESULTS / result).relative_to(ROOT))}
+        summary[name] = {"seconds": round(time.perf_counter() - started, 1),
+                         "result": str((RESULTS / result).relative_to(ROOT))}
     Path(args.json).write_text(json.dumps(summary, indent=1))
     print(f"\nall results in {RESULTS}; summary {args.json}")
 
