@@ -307,7 +307,8 @@ class Trainer:
                             interval_losses, interval_images, interval_started = [], 0, time.monotonic()
                         if self.on_step is not None:
                             self.on_step(StepInfo(state.epoch, state.step_in_epoch, state.global_step, loss, finite, lr))
-                        if s.resume_save_interval and state.global_step % s.resume_save_interval == 0:
+                        ends_epoch = state.step_in_epoch == self.plan.steps_per_epoch  # _end_epoch saves then
+                        if s.resume_save_interval and state.global_step % s.resume_save_interval == 0 and not ends_epoch:
                             self._save_resumable()
                         if state.consecutive_nonfinite >= s.max_consecutive_nonfinite:
                             stop_reason = NONFINITE
