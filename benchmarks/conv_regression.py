@@ -4,17 +4,18 @@ Why: MindSpore 2.9/2.10 run Conv2d ~200x slower on this CPU than 2.7/2.8 (oneDNN
 reference kernel, `ONEDNN_VERBOSE=1` shows `jit_uni_ncsp:conv+ref:any`). Run this whenever the
 mindspore pin in constraints.txt moves: a ratio far below ~0.5 means that regression is back.
 
-    python benchmarks/conv_regression.py [--repeat 20]
+    python -m benchmarks.conv_regression [--repeat 20]
 """
 from __future__ import annotations
 
 import argparse
 import json
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks import machine
 
 # (batch, in, out, H, W, stride): rare_resnet34's costliest convolutions at 32x100.
 CASES = [(32, 64, 64, 16, 50, 1), (32, 128, 128, 8, 50, 1), (32, 256, 256, 4, 50, 1), (32, 512, 512, 2, 50, 1)]
@@ -43,7 +44,7 @@ def main():
     import torch
     from mindspore import nn as msnn
 
-    rows = []
+    rows, described = [], machine.describe(mindspore=ms.__version__, torch=torch.__version__)
     for n, cin, cout, h, w, stride in CASES:
         x = np.random.default_rng(0).standard_normal((n, cin, h, w)).astype(np.float32)
         tconv = torch.nn.Conv2d(cin, cout, 3, stride, 1, bias=False).eval()
@@ -57,8 +58,7 @@ def main():
                      "mindspore_over_torch": t_torch / t_ms})
         print(f"{rows[-1]['case']:>22}: torch {g / t_torch:7.1f} GFLOP/s  mindspore {g / t_ms:7.1f} GFLOP/s  "
               f"ratio {t_torch / t_ms:5.2f}")
-    result = {"machine": platform.processor() or platform.machine(), "mindspore": ms.__version__,
-              "torch": torch.__version__, "cases": rows,
+    result = {"machine": machine.finish(described), "cases": rows,
               "worst_ratio": min(r["mindspore_over_torch"] for r in rows)}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=2))

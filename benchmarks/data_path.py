@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import random
 import string
 import tempfile
@@ -24,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from benchmarks import machine
 from rare_portable.data.lmdb import LmdbDataset, write_lmdb
 from rare_portable.data.preprocess import preprocess_into
 from rare_portable.spec import InputSpec
@@ -114,13 +113,13 @@ def main() -> None:
     args = parser.parse_args()
 
     cv2.setNumThreads(1)  # per-core figures: no OpenCV worker threads
+    described = machine.describe(opencv=cv2.__version__, numpy=np.__version__)
     report = {
         "goal_img_per_s_per_core": GOAL_IMG_PER_S,
         "samples": args.samples,
         "by_image_format": {fmt: measure(fmt, args.samples, args.repeats) for fmt in ("jpg", "png")},
-        "machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                    "python": platform.python_version(), "opencv": cv2.__version__, "numpy": np.__version__},
     }
+    report["machine"] = machine.finish(described)
     for fmt, result in report["by_image_format"].items():
         print(f"{fmt}, {result['mean_encoded_bytes']} bytes per image on average:")
         for stage, rate in result["img_per_s_per_core"].items():

@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import sys
 import tempfile
 import time
@@ -27,6 +25,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks import machine  # noqa: E402  (after the path it needs)
 
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_WEIGHTS = ROOT / "runs" / "train_tiny" / "run" / "best.ckpt"
@@ -113,21 +113,6 @@ def accuracy(config, runtimes, count: int) -> dict:
     return out
 
 
-def machine() -> dict:
-    import onnxruntime
-
-    flags = set()
-    if Path("/proc/cpuinfo").is_file():
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                flags = set(line.split(":", 1)[1].split())
-                break
-    return {"processor": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-            "platform": platform.platform(), "onnxruntime": onnxruntime.__version__,
-            "int8_instructions": sorted(flags & {"avx2", "avx512_vnni", "avx_vnni", "amx_int8"}),
-            "load_average_before": list(os.getloadavg())}
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer calibration/held-out words, fewer rounds")
@@ -139,16 +124,16 @@ def main(argv=None):
     if not args.weights.is_file():
         sys.exit(f"{args.weights}: no trained rare_tiny checkpoint. Train one first with "
                  f"`python -m benchmarks.train_tiny` (about 30 minutes on 2 cores), or pass --weights")
+    import onnxruntime
+
     from rare_portable import load_config
 
     calibration_images, held_out, rounds = (64, 300, 3) if args.quick else (256, 1000, 6)
     started = time.perf_counter()
-    result = {"machine": machine(), "weights": str(args.weights), "calibration_images": calibration_images,
+    result = {"machine": machine.describe(onnxruntime=onnxruntime.__version__), "weights": str(args.weights), "calibration_images": calibration_images,
               "held_out_words": held_out, "rounds": rounds, "goal": {"speedup": GOAL_SPEEDUP,
                                                                     "max_acc_loss_points": GOAL_MAX_ACC_LOSS_POINTS}}
-    print(f"machine: {result['machine']['processor']}, {result['machine']['cores']} cores, int8 instructions "
-          f"{', '.join(result['machine']['int8_instructions']) or 'none'}; load average "
-          f"{result['machine']['load_average_before'][0]:.1f} (timings on a shared machine)")
+    print(f"machine: {machine.summary(result['machine'])} (timings on a shared machine)")
     rows, records = [], {}
     with tempfile.TemporaryDirectory(prefix="rare-int8-bench-") as tmp:
         for name in args.configs:
@@ -161,7 +146,7 @@ def main(argv=None):
     result["throughput"] = rows
     result["int8_records"] = records
     result["goal_met"] = goal_verdicts(rows, result.get("accuracy_rare_tiny", {}))
-    result["machine"]["load_average_after"] = list(os.getloadavg())
+    machine.finish(result["machine"])
     result["seconds"] = round(time.perf_counter() - started, 1)
     print(f"\ngoal: >= {GOAL_SPEEDUP}x fp32 at batch 32, <= {GOAL_MAX_ACC_LOSS_POINTS} points lost (trained rare_tiny)")
     for method, verdict in result["goal_met"].items():

@@ -13,8 +13,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
@@ -22,6 +20,7 @@ import cv2
 import numpy as np
 import PIL
 
+from benchmarks import machine
 from rare_portable.data.synth import make_plan, render_samples
 
 
@@ -42,7 +41,7 @@ def main():
     parser.add_argument("--json", default=str(Path(__file__).parent / "results" / "synth_speed.json"))
     args = parser.parse_args()
 
-    load_before = os.getloadavg()
+    described = machine.describe(numpy=np.__version__, opencv=cv2.__version__, pillow=PIL.__version__)
     began = time.perf_counter()
     plan = make_plan(seed=args.seed)
     plan_seconds = time.perf_counter() - began
@@ -68,13 +67,7 @@ def main():
         "plan_seconds": round(plan_seconds, 3),
         "runs": runs,
         "identical_across_worker_counts": identical,
-        "cpu_count": os.cpu_count(),
-        "load_average_before": [round(v, 2) for v in load_before],
-        "load_average_after": [round(v, 2) for v in os.getloadavg()],
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "opencv": cv2.__version__,
-        "pillow": PIL.__version__,
+        "machine": machine.finish(described),
     }
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")

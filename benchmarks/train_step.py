@@ -2,14 +2,13 @@
 step (same network from the spec, same weights, same batch, AdamW, clipping), each in its own process
 so peak RSS is its own.
 
-    python benchmarks/train_step.py [--config rare_tiny] [--batch 64] [--steps 10] [--json FILE]
+    python -m benchmarks.train_step [--config rare_tiny] [--batch 64] [--steps 10] [--json FILE]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -17,6 +16,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from benchmarks import machine
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
@@ -100,7 +101,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.child:
         return child(args.child, args.config, args.batch, args.steps)
-    results = {}
+    results, described = {}, machine.describe()
     for framework in ("mindspore", "torch"):
         env = dict(os.environ, GLOG_v="3", PYTHONPATH=str(ROOT))
         out = subprocess.run([sys.executable, __file__, "--child", framework, "--config", args.config,
@@ -112,7 +113,7 @@ def main(argv=None):
           f"(peak {results['mindspore']['peak_rss_mib']:.0f} MiB), PyTorch {results['torch']['img_per_s']:.1f} img/s "
           f"(peak {results['torch']['peak_rss_mib']:.0f} MiB): MindSpore/PyTorch {ratio:.2f}")
     report = {"config": args.config, "batch": args.batch, "results": results, "mindspore_over_torch": ratio,
-              "machine": {"processor": platform.processor() or platform.machine(), "cores": os.cpu_count()}}
+              "machine": machine.finish(described)}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(report, indent=1))
     return report

@@ -19,14 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
+from benchmarks import machine
 from rare_portable.config import load_config
 from rare_portable.data.lmdb import LmdbDataset
 from rare_portable.data.synth import make_plan, synthesize_lmdb
@@ -154,7 +153,7 @@ def main() -> None:
                         help="Config override, as `rare train --opt` (repeatable), e.g. optimizer.opt=adadelta.")
     args = parser.parse_args()
 
-    load_before = os.getloadavg()
+    described = machine.describe()
     base = load_config("rare_tiny")
     render_seconds = {
         "train": render(args.data / "train" / "synth", args.train_samples, TRAIN_SEED, base.spec.charset),
@@ -199,8 +198,7 @@ def main() -> None:
         "nonfinite_steps": result.state.nonfinite_steps,
         "held_out_last": final, "best_val_acc": result.state.best_acc if result.state.best_epoch else None,
         "goal_acc": GOAL_ACC, "goal_met": final["acc"] >= GOAL_ACC,
-        "machine": {"cpu_count": os.cpu_count(), "platform": platform.platform(),
-                    "load_average_before": load_before, "load_average_after": os.getloadavg()},
+        "machine": machine.finish(described),
         "curves": str(RESULTS / "train_tiny_curves.png"), "run_dir": str(args.output),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
