@@ -3,17 +3,14 @@
     python benchmarks/inference.py [--quick] [--configs rare_tiny rare_resnet34] [--json FILE]
 
 For each config and batch size: img/s per runtime, the ratio to PyTorch eager, and efficiency =
-achieved GFLOP/s (FLOPs counted from the spec, direct convolution) / SGEMM GFLOP/s. SGEMM is measured
-in a child process with OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset (they pin OpenBLAS to older kernels);
-nothing else changes them. Weights are seeded, not trained: speed does not depend on them.
+achieved GFLOP/s (FLOPs counted from the spec, direct convolution) / SGEMM GFLOP/s
+(`benchmarks.machine.sgemm_gflops`); "in-image" counts no padding taps (`flops_per_image(in_image=True)`),
+the work a kernel that skips padding does: near 1.0 there, a runtime's convolutions run at SGEMM speed. Weights are seeded, not trained: speed does not depend on them.
 """
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,27 +21,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from benchmarks import machine  # noqa: E402  (after the path it needs)
+
 RESULTS = ROOT / "benchmarks" / "results"
 RUNTIMES = ["torch", "mindspore", "mindspore-graph", "onnxruntime", "mindir", "mslite"]
-
-SGEMM_CHILD = """
-import time, numpy as np
-from threadpoolctl import threadpool_info
-n = 2048
-a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
-b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
-a @ b
-best = min((lambda t: (a @ b, time.perf_counter() - t)[1])(time.perf_counter()) for _ in range(10))
-info = [i for i in threadpool_info() if i.get("internal_api") == "openblas"]
-print(2 * n ** 3 / best / 1e9, (info[0].get("architecture") if info else "unknown"))
-"""
-
-
-def sgemm_gflops() -> tuple:
-    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")}
-    out = subprocess.run([sys.executable, "-c", SGEMM_CHILD], capture_output=True, text=True, env=env, check=True)
-    gflops, kernel = out.stdout.split()
-    return float(gflops), kernel
 
 
 def time_runtime(runtime, batch: np.ndarray, min_seconds: float, min_runs: int) -> float:
@@ -87,14 +67,15 @@ def main(argv=None):
     from rare_portable.flops import flops_per_image
 
     min_seconds, min_runs = (1.0, 2) if args.quick else (5.0, 5)
-    peak, kernel = sgemm_gflops()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; "
-          f"SGEMM {peak:.0f} GFLOP/s (OpenBLAS {kernel} kernels)")
+    described = machine.describe()
+    peak, kernel = machine.sgemm_gflops()
+    print(f"machine: {machine.summary(described)}; SGEMM {peak:.0f} GFLOP/s (OpenBLAS {kernel} kernels)")
     rows = []
     with tempfile.TemporaryDirectory(prefix="rare-bench-") as tmp:
         for config in args.configs:
             spec, runtimes, skipped = open_all(config, Path(tmp), args.runtimes)
             flops = flops_per_image(spec)["total"]
+            flops_in_image = flops_per_image(spec, in_image=True)["total"]
             for name, why in skipped.items():
                 print(f"{config}: {name} not run: {why}")
             for batch_size in args.batches:
@@ -103,16 +84,16 @@ def main(argv=None):
                 measured = {name: time_runtime(rt, x, min_seconds, min_runs) for name, rt in runtimes.items()}
                 base = measured.get("torch")
                 print(f"\n{config} ({flops / 1e9:.2f} GFLOP/image), batch {batch_size}")
-                print(f"{'runtime':<16}{'img/s':>9}{'x torch':>9}{'GFLOP/s':>9}{'efficiency':>11}")
+                print(f"{'runtime':<16}{'img/s':>9}{'x torch':>9}{'GFLOP/s':>9}{'efficiency':>11}{'in-image':>10}")
                 for name, ips in measured.items():
                     row = {"config": config, "batch": batch_size, "runtime": name, "img_per_s": ips,
                            "vs_torch": ips / base if base else None, "gflops": ips * flops / 1e9,
-                           "efficiency": ips * flops / 1e9 / peak}
+                           "efficiency": ips * flops / 1e9 / peak,
+                           "efficiency_in_image": ips * flops_in_image / 1e9 / peak}
                     rows.append(row)
                     print(f"{name:<16}{ips:>9.1f}{row['vs_torch'] or float('nan'):>9.2f}{row['gflops']:>9.1f}"
-                          f"{row['efficiency']:>11.2f}")
-    result = {"machine": {"processor": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                          "sgemm_gflops": peak, "openblas_kernel": kernel}, "rows": rows}
+                          f"{row['efficiency']:>11.2f}{row['efficiency_in_image']:>10.2f}")
+    result = {"machine": {**machine.finish(described), "sgemm_gflops": peak, "openblas_kernel": kernel}, "rows": rows}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=1))
     return result
