@@ -21,6 +21,12 @@ def recipe(name: str, shape, seed: int) -> np.ndarray:
     return v.astype(np.float32)
 
 
+def sharp_decoder(state: dict, scale: float = 3.0) -> dict:
+    """`state` with the head's weights scaled: tanh inputs beyond +-5 and a peaked softmax (mean top
+    probability 0.94 on rare_tiny), as in a trained decoder, where approximate kernels show."""
+    return {k: v * scale if k.startswith("head.") and "weight" in k else v for k, v in state.items()}
+
+
 def write_mindocr_checkpoint(record, path) -> None:
     """A .ckpt as MindOCR would save it, written with MindSpore's own API (not ours)."""
     import mindspore as ms
