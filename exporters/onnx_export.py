@@ -3,7 +3,9 @@
 Two flavours from the same weights and math:
 - `standard`: GridSample for the TPS sampler (opset >= 16), for ONNX Runtime and friends.
 - `lite`: what MindSpore Lite 2.0's ONNX parser takes (measured): bilinear sampling from
-  Floor/Clip/GatherElements instead of GridSample, MaxPool without the default `dilations`.
+  Floor/Clip/GatherElements instead of GridSample, MaxPool without the default `dilations`; and
+  since Lite's Tanh and LSTM kernels are approximations (1e-4 and 1.7e-4 off float64), the LSTM as
+  step-by-step matmuls and tanh as 2 sigmoid(2x) - 1.
 Both decode all `num_steps` greedy steps (a `break` at STOP would be baked into the trace);
 post-processing cuts at STOP. The spec rides along in the model's metadata.
 """
@@ -57,6 +59,28 @@ def _strip_default_dilations(model) -> None:
             node.attribute.extend(keep)
 
 
+def _tanh_from_sigmoid(model) -> None:
+    """Lite 2.0's Tanh is off by up to 1e-4 near |x| = 5 (its Sigmoid by 1e-6), which a trained decoder
+    carries to 2e-4 on its probabilities: each Tanh becomes 2 sigmoid(2x) - 1, the same function."""
+    from onnx import helper, numpy_helper
+
+    nodes = []
+    for node in model.graph.node:
+        if node.op_type != "Tanh":
+            nodes.append(node)
+            continue
+        (x,), (y,), name = node.input, node.output, node.name or y
+        nodes += [helper.make_node("Mul", [x, "rare_two"], [f"{name}/2x"], name=f"{name}/2x"),
+                  helper.make_node("Sigmoid", [f"{name}/2x"], [f"{name}/sigmoid"], name=f"{name}/sigmoid"),
+                  helper.make_node("Mul", [f"{name}/sigmoid", "rare_two"], [f"{name}/2s"], name=f"{name}/2s"),
+                  helper.make_node("Sub", [f"{name}/2s", "rare_one"], [y], name=f"{name}/minus_1")]
+    if len(nodes) != len(model.graph.node):
+        del model.graph.node[:]
+        model.graph.node.extend(nodes)
+        model.graph.initializer.extend([numpy_helper.from_array(np.array(2, np.float32), "rare_two"),
+                                        numpy_helper.from_array(np.array(1, np.float32), "rare_one")])
+
+
 def export_onnx(net, output, flavour: str = "standard", opset: int = 17, dynamic_batch: bool = True,
                 batch: int = 1, simplify: bool = False) -> OnnxExport:
     """Export a PyTorch RARE network, check it with onnx.checker and against PyTorch on ONNX Runtime."""
@@ -75,6 +99,7 @@ def export_onnx(net, output, flavour: str = "standard", opset: int = 17, dynamic
     net = net.eval()
     if spec.transform is not None:
         net.transform.use_grid_sample = flavour == "standard"
+    net.neck.use_lstm_kernel = flavour == "standard"
     # Trace with 2 images when the batch is dynamic, so nothing specialises on a batch of 1.
     x = torch.from_numpy(example_batch(spec, 2 if dynamic_batch else batch))
     axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
@@ -92,6 +117,7 @@ def export_onnx(net, output, flavour: str = "standard", opset: int = 17, dynamic
             model = _simplify(model)
         if flavour == "lite":
             _strip_default_dilations(model)
+            _tanh_from_sigmoid(model)
         meta = {SPEC_KEY: json.dumps(spec_to_dict(spec), ensure_ascii=False), FLAVOUR_KEY: flavour,
                 VERSION_KEY: __version__}
         del model.metadata_props[:]
@@ -103,6 +129,7 @@ def export_onnx(net, output, flavour: str = "standard", opset: int = 17, dynamic
     finally:
         if spec.transform is not None:
             net.transform.use_grid_sample = True
+        net.neck.use_lstm_kernel = True
         if os.path.exists(tmp):
             os.remove(tmp)
     diff, same = _compare_with_torch(net, output, spec, 3 if dynamic_batch else batch)

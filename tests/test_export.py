@@ -31,16 +31,18 @@ def _batch(spec, n, seed=0):
     return np.random.default_rng(seed).uniform(-1, 1, (n, i.channels, i.height, i.width)).astype(np.float32)
 
 
-def _recipe_net(backend, opts, tmp_path):
-    """Weights that make the TPS warp and the decoder emit text, so comparisons mean something."""
-    from mindocr_recipe import recipe
+def _recipe_net(backend, opts, tmp_path, sharp=False):
+    """Weights that make the TPS warp and the decoder emit text, so comparisons mean something;
+    `sharp`: a decoder driven as hard as a trained one."""
+    from mindocr_recipe import recipe, sharp_decoder
     from rare_portable import get_state
     from rare_portable.weights import write_state
 
-    path = tmp_path / "recipe.safetensors"
+    path = tmp_path / ("sharp.safetensors" if sharp else "recipe.safetensors")
     if not path.exists():
         shapes = {k: v.shape for k, v in get_state(build_model("rare_tiny", "torch", opts=opts)).items()}
-        write_state({k: recipe(k, s, seed=3) for k, s in shapes.items()}, path)
+        state = {k: recipe(k, s, seed=3) for k, s in shapes.items()}
+        write_state(sharp_decoder(state) if sharp else state, path)
     return build_model("rare_tiny", backend, opts=opts, weights=path), path
 
 
@@ -59,8 +61,9 @@ def test_onnx_export_matches_torch_and_carries_spec(opts, flavour, tmp_path):
     model = onnx.load(str(result.path))
     assert model.opset_import[0].version == 17
     if flavour == "lite":
-        # What MindSpore Lite 2.0 rejects (measured): GridSample, If, GreaterOrEqual, MaxPool dilations.
-        assert not {"GridSample", "If", "GreaterOrEqual", "Expand", "OneHot"} & set(ops)
+        # What MindSpore Lite 2.0 rejects (measured): GridSample, If, GreaterOrEqual, MaxPool dilations;
+        # and its approximate kernels: Tanh, LSTM.
+        assert not {"GridSample", "If", "GreaterOrEqual", "Expand", "OneHot", "Tanh", "LSTM"} & set(ops)
         assert all(a.name != "dilations" for n in model.graph.node if n.op_type == "MaxPool" for a in n.attribute)
     elif opts:
         assert ops["GridSample"] == 1
@@ -139,12 +142,14 @@ def test_ascend310_config_and_command(tmp_path):
 
 @pytest.mark.lite
 @needs_lite
-@pytest.mark.parametrize("opts", [[], TPS], ids=["plain", "tps"])
-def test_mslite_model_matches_torch(opts, tmp_path):
+@pytest.mark.parametrize("opts,sharp", [([], False), (TPS, False), ([], True)], ids=["plain", "tps", "sharp"])
+def test_mslite_model_matches_torch(opts, sharp, tmp_path):
+    """`sharp`: a decoder as peaked as a trained one, where Lite's own Tanh and LSTM kernels put the
+    probabilities 1.7e-4 off (measured on trained rare_tiny): the lite flavour does without them."""
     import torch
     from exporters.mslite_export import export_mslite
 
-    net, _ = _recipe_net("torch", opts, tmp_path)
+    net, _ = _recipe_net("torch", opts, tmp_path, sharp=sharp)
     result = export_mslite(net, tmp_path / "m.ms")
     rt = open_runtime("mslite", "rare_tiny", result.path, opts=opts)
     for n in (2, 5, 1):  # one Lite model per batch size: resizing a used model crashed Lite 2.0
