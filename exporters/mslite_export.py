@@ -16,10 +16,6 @@ from rare_portable.spec import ModelSpec
 from .artifact import sidecar_spec, write_sidecar
 from .onnx_export import export_onnx
 
-# Lite's kernels differ from PyTorch's (LSTM, GEMM blocking); measured max |diff| of probabilities
-# 1.8e-7 (rare_tiny), greedy ids identical. The suite allows 1e-4 like every fp32 runtime.
-LITE_TOLERANCE = 1e-4
-
 
 @dataclass(frozen=True)
 class LiteExport:

@@ -69,7 +69,8 @@ def _tanh_from_sigmoid(model) -> None:
         if node.op_type != "Tanh":
             nodes.append(node)
             continue
-        (x,), (y,), name = node.input, node.output, node.name or y
+        (x,), (y,) = node.input, node.output
+        name = node.name or y
         nodes += [helper.make_node("Mul", [x, "rare_two"], [f"{name}/2x"], name=f"{name}/2x"),
                   helper.make_node("Sigmoid", [f"{name}/2x"], [f"{name}/sigmoid"], name=f"{name}/sigmoid"),
                   helper.make_node("Mul", [f"{name}/sigmoid", "rare_two"], [f"{name}/2s"], name=f"{name}/2s"),
