@@ -77,6 +77,20 @@ def test_onnx_export_matches_torch_and_carries_spec(opts, flavour, tmp_path):
     assert np.abs(rt.predict(x) - ref).max() <= 1e-5
 
 
+@pytest.mark.parametrize("layers,inputs,hidden", [(1, 24, 8), (2, 128, 64)])
+def test_lite_flavour_lstm_is_the_lstm(layers, inputs, hidden):
+    """The step-by-step LSTM the lite flavour exports (both directions per matmul, tanh from sigmoid)
+    against PyTorch's own kernel, in float64 so that only a wrong formula could differ."""
+    import torch
+    from rare_portable.nets.torch_rare import lstm_cells
+
+    torch.manual_seed(layers)
+    lstm = torch.nn.LSTM(inputs, hidden, layers, bidirectional=True).double()
+    x = 3 * torch.randn(25, 3, inputs, dtype=torch.float64)
+    with torch.no_grad():
+        assert (lstm_cells(lstm, x, 25) - lstm(x)[0]).abs().max() < 1e-12
+
+
 def test_onnx_errors_name_file_and_fix(tmp_path):
     net = build_model("rare_tiny", "torch", opts=TPS)
     with pytest.raises(ExportError, match="opset 15 is too old for the standard flavour"):

@@ -95,26 +95,35 @@ class RNNEncoder(nn.Module):
 
 
 def lstm_cells(lstm: nn.LSTM, x, steps: int):
-    """`lstm(x)[0]` (bidirectional, time-major) from matmuls, sigmoid and tanh, step by step. MindSpore
-    Lite 2.0's LSTM kernel is 1.7e-4 off a float64 evaluation (PyTorch's: 2e-6); these ops are not. The
-    first step has no recurrent term, so the graph needs no zero state of a batch-derived shape."""
+    """`lstm(x)[0]` (bidirectional, time-major) from MatMul and Sigmoid, step by step. MindSpore Lite 2.0's
+    LSTM kernel is 1.7e-4 off a float64 evaluation (PyTorch's: 2e-6) and its Tanh 1e-4; these ops are not.
+    Lite's model build time grows with the node count, so both directions advance in one batched matmul
+    per step, and tanh is 2 sigmoid(2x) - 1 with the cell-gate rows scaled by 2 (folded into the weights at
+    export), so one Sigmoid covers all four gates. The first step has no recurrent term: the graph needs no
+    zero state of a batch-derived shape."""
     size = lstm.hidden_size
+    backward = list(range(steps - 1, -1, -1))
+    scale = torch.ones(4 * size, dtype=x.dtype)
+    scale[2 * size:3 * size] = 2  # gates i, f, g, o: tanh(g) = 2 sigmoid(2g) - 1
     for layer in range(lstm.num_layers):
-        directions = []
-        for suffix, order in (("", range(steps)), ("_reverse", range(steps - 1, -1, -1))):
-            w_ih, w_hh, b_ih, b_hh = (getattr(lstm, f"{name}_l{layer}{suffix}")
-                                      for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
-            projected = x @ w_ih.T + (b_ih + b_hh)  # every step's input term at once: [T, N, 4H]
-            outputs, h, c = [None] * steps, None, None
-            for t in order:
-                gates = projected[t] if h is None else projected[t] + h @ w_hh.T
-                i, f = torch.sigmoid(gates[:, :size]), torch.sigmoid(gates[:, size:2 * size])
-                g, o = torch.tanh(gates[:, 2 * size:3 * size]), torch.sigmoid(gates[:, 3 * size:])
-                c = i * g if c is None else f * c + i * g
-                h = o * torch.tanh(c)
-                outputs[t] = h
-            directions.append(torch.stack(outputs))
-        x = torch.cat(directions, -1)
+        w_ih, w_hh, bias = [], [], []
+        for suffix in ("", "_reverse"):
+            w_ih.append(getattr(lstm, f"weight_ih_l{layer}{suffix}").T * scale)
+            w_hh.append(getattr(lstm, f"weight_hh_l{layer}{suffix}").T * scale)
+            bias.append((getattr(lstm, f"bias_ih_l{layer}{suffix}") + getattr(lstm, f"bias_hh_l{layer}{suffix}")) * scale)
+        # Every step's input term at once, [T, 2, N, 4H]; direction 1 walks the sequence backwards.
+        projected = torch.stack([x @ w_ih[0] + bias[0], (x @ w_ih[1] + bias[1])[backward]], 1)
+        recurrent = torch.stack(w_hh)  # [2, H, 4H]
+        outputs, h, c = [], None, None
+        for t in range(steps):
+            gates = torch.sigmoid(projected[t] if h is None else projected[t] + h @ recurrent)  # [2, N, 4H]
+            i, f, o = gates[..., :size], gates[..., size:2 * size], gates[..., 3 * size:]
+            g = 2 * gates[..., 2 * size:3 * size] - 1
+            c = i * g if c is None else f * c + i * g
+            h = o * (2 * torch.sigmoid(2 * c) - 1)
+            outputs.append(h)
+        out = torch.stack(outputs)  # [T, 2, N, H], direction 1 in reversed time
+        x = torch.cat([out[:, 0], out[backward, 1]], -1)
     return x
 
 
