@@ -130,7 +130,8 @@ def main(argv=None):
 
     calibration_images, held_out, rounds = (64, 300, 3) if args.quick else (256, 1000, 6)
     started = time.perf_counter()
-    result = {"machine": machine.describe(onnxruntime=onnxruntime.__version__), "weights": str(args.weights), "calibration_images": calibration_images,
+    result = {"machine": machine.describe(onnxruntime=onnxruntime.__version__), "weights": str(args.weights),
+              "calibration_images": calibration_images,
               "held_out_words": held_out, "rounds": rounds, "goal": {"speedup": GOAL_SPEEDUP,
                                                                     "max_acc_loss_points": GOAL_MAX_ACC_LOSS_POINTS}}
     print(f"machine: {machine.summary(result['machine'])} (timings on a shared machine)")

@@ -31,6 +31,7 @@ def plan(quick: bool):
         ("synth", ["benchmarks.synth_speed", "--images", "400" if quick else "2000"], "synth_speed.json"),
         ("conv regression", ["benchmarks.conv_regression", "--repeat", "3" if quick else "10"], "conv_regression.json"),
         ("inference", ["benchmarks.inference", *inference], "inference.json"),
+        ("ORT profile", ["benchmarks.ort_profile", *(["--repeats", "4"] if quick else [])], "ort_profile.json"),
         ("train step", ["benchmarks.train_step", "--steps", "5" if quick else "20"], "train_step.json"),
         *int8,
         ("peers", ["benchmarks.peers", *(["--quick"] if quick else [])], "peers.json"),
