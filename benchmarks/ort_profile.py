@@ -17,12 +17,12 @@ import argparse
 import collections
 import json
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
 from benchmarks import machine
+from benchmarks.conv_regression import best_time
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -52,13 +52,7 @@ def session(path: Path, level="all", threads=2, spinning=True, parallel=False, p
 
 
 def best_img_per_s(run, batch_size: int, repeats: int) -> float:
-    run()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        run()
-        times.append(time.perf_counter() - started)
-    return batch_size / min(times)
+    return batch_size / best_time(run, repeats)
 
 
 def kernel_time_by_op(path: Path, x: np.ndarray, runs: int) -> dict:
