@@ -117,6 +117,17 @@ class Runtime(ABC):
         return f"<{type(self).__name__} {self.name} {self.spec.name}>"
 
 
+def padded_to_built(batch: np.ndarray, built: Iterable[int]) -> np.ndarray:
+    """`batch` with zero images appended up to the smallest size in `built` that holds it (as it is where
+    none does). Runtimes that build a model per batch size (MindSpore Lite, MindIR: seconds each) run a
+    dataset's last, smaller batch on a model they have instead of building another; in eval no sample sees
+    another, so the caller keeps the first len(batch) outputs."""
+    sizes = [size for size in built if size >= len(batch)]
+    if not sizes or min(sizes) == len(batch):
+        return batch
+    return np.concatenate([batch, np.zeros((min(sizes) - len(batch), *batch.shape[1:]), batch.dtype)])
+
+
 def open_runtime(backend: str, config_or_spec: Union[None, str, RareConfig, ModelSpec], weights=None,
                  opts: Sequence[str] = (), **options) -> Runtime:
     """The runtime registered as `backend`, running the model `config_or_spec` describes with `weights`.

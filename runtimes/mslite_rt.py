@@ -10,7 +10,7 @@ from exporters.mslite_export import read_lite_spec
 from rare_portable.nets import BackendUnavailable
 from rare_portable.spec import ModelSpec
 
-from .base import Runtime
+from .base import Runtime, padded_to_built
 from .mslite_bridge import LiteBridge
 
 
@@ -26,6 +26,9 @@ class MindSporeLiteRuntime(Runtime):
         super().__init__(read_lite_spec(path, expected=spec))
         self.bridge = LiteBridge()
         self.bridge.load(path, threads)
+        self.built = {1}  # batch sizes the worker has a model for (it builds 1 on load)
 
     def _predict(self, batch: np.ndarray) -> np.ndarray:
-        return self.bridge.predict(batch)
+        x = padded_to_built(batch, self.built)
+        self.built.add(len(x))
+        return self.bridge.predict(x)[:len(batch)]

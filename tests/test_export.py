@@ -126,6 +126,7 @@ def test_mindir_static_and_dynamic_batch(tmp_path):
     rt = open_runtime("mindir", "rare_tiny", dynamic.path, opts=TPS)
     for n in (3, 1, 2, 3):  # MindSpore 2.8 needs a graph per batch size; the runtime keeps one each
         assert np.abs(rt.predict(x[:n]) - ref[:n]).max() <= 1e-6
+    assert sorted(rt.cells) == [1, 3]  # 2 ran padded on the graph for 3: no third load
     rt1 = open_runtime("mindir", None, static.path)
     assert np.abs(rt1.predict(x[:1]) - ref[:1]).max() <= 1e-6
     with pytest.raises(SpecError, match="exported for batch 1, got 3; re-export with --dynamic-batch"):
@@ -166,13 +167,14 @@ def test_mslite_model_matches_torch(opts, sharp, tmp_path):
     net, _ = _recipe_net("torch", opts, tmp_path, sharp=sharp)
     result = export_mslite(net, tmp_path / "m.ms")
     rt = open_runtime("mslite", "rare_tiny", result.path, opts=opts)
-    for n in (2, 5, 1):  # one Lite model per batch size: resizing a used model crashed Lite 2.0
+    for n in (2, 5, 1, 3):  # one Lite model per batch size: resizing a used model crashed Lite 2.0
         x = _batch(net.spec, n, seed=n)
         with torch.inference_mode():
             ref = net(torch.from_numpy(x)).numpy()
         got = rt.predict(x)
         assert np.abs(got - ref).max() <= FP32_TOLERANCE
         np.testing.assert_array_equal(got.argmax(-1), ref.argmax(-1))
+    assert rt.built == {1, 2, 5}  # 3 ran padded on the model for 5: no build (seconds each)
 
 
 def test_compare_flags_real_differences_and_excuses_near_ties():

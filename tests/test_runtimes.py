@@ -195,3 +195,15 @@ def test_recognise_all_keeps_input_order_in_batches_without_keep_ratio(spec):
     first_pixels = [float(sample[0, 0, 0]) for batch in runtime.seen for sample in batch]
     assert first_pixels == pytest.approx([(level - 127) / 127 for level in grey_levels])
     assert [len(batch) for batch in runtime.seen] == [2, 1]
+
+
+def test_padded_to_built_reuses_the_smallest_model_that_holds_the_batch():
+    from runtimes.base import padded_to_built
+
+    batch = np.ones((8, 3, 32, 100), np.float32)
+    padded = padded_to_built(batch, {1, 32, 64})
+    assert padded.shape == (32, 3, 32, 100)
+    np.testing.assert_array_equal(padded[:8], batch)
+    assert not padded[8:].any()
+    assert padded_to_built(batch, {1, 8, 32}) is batch  # a model of its own size: as it is
+    assert padded_to_built(batch, {1, 4}) is batch  # none holds it: the runtime builds one
