@@ -40,7 +40,7 @@ def export(config: str, workdir: Path) -> tuple:
     return spec, artifact_for("onnxruntime", spec, weights, workdir)
 
 
-def session(path: Path, level="all", threads=2, spinning=True, parallel=False, profile=False):
+def session(path: Path, level="all", threads=2, spinning=True, parallel=False, profile_prefix=None):
     import onnxruntime as ort
 
     options = ort.SessionOptions()
@@ -51,7 +51,9 @@ def session(path: Path, level="all", threads=2, spinning=True, parallel=False, p
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     if parallel:
         options.execution_mode = ort.ExecutionMode.ORT_PARALLEL
-    options.enable_profiling = profile
+    if profile_prefix:
+        options.enable_profiling = True
+        options.profile_file_prefix = str(profile_prefix)  # ORT writes into the working directory otherwise
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -61,7 +63,7 @@ def best_img_per_s(run, batch_size: int, repeats: int) -> float:
 
 def kernel_time_by_op(path: Path, x: np.ndarray, runs: int) -> dict:
     """{op type: kernel microseconds per batch} from ORT's profiler, after one warm-up run."""
-    sess = session(path, profile=True)
+    sess = session(path, profile_prefix=path.parent / "ort_profile")
     for _ in range(runs + 1):
         sess.run(None, {"images": x})
     events = json.loads(Path(sess.end_profiling()).read_text())
