@@ -160,7 +160,10 @@ def test_ascend310_config_and_command(tmp_path):
 @pytest.mark.parametrize("opts,sharp", [([], False), (TPS, False), ([], True)], ids=["plain", "tps", "sharp"])
 def test_mslite_model_matches_torch(opts, sharp, tmp_path):
     """`sharp`: a decoder as peaked as a trained one, where Lite's own Tanh and LSTM kernels put the
-    probabilities 1.7e-4 off (measured on trained rare_tiny): the lite flavour does without them."""
+    probabilities 1.7e-4 off (measured on trained rare_tiny): the lite flavour does without them. This
+    stress network amplifies all fp32 rounding (PyTorch fp32 itself is 1.8e-5 from float64 here, 3e-6
+    on trained rare_tiny), and Lite's convolutions round more than PyTorch's (1.5e-4 from float64 on one
+    sample), so it is held to 3e-4: the approximate kernels gave 9e-4."""
     import torch
     from exporters.mslite_export import export_mslite
 
@@ -172,7 +175,7 @@ def test_mslite_model_matches_torch(opts, sharp, tmp_path):
         with torch.inference_mode():
             ref = net(torch.from_numpy(x)).numpy()
         got = rt.predict(x)
-        assert np.abs(got - ref).max() <= FP32_TOLERANCE
+        assert np.abs(got - ref).max() <= (3e-4 if sharp else FP32_TOLERANCE)
         np.testing.assert_array_equal(got.argmax(-1), ref.argmax(-1))
     assert rt.built == {1, 2, 5}  # 3 ran padded on the model for 5: no build (seconds each)
 

@@ -103,8 +103,9 @@ def lstm_cells(lstm: nn.LSTM, x, steps: int):
     zero state of a batch-derived shape."""
     size = lstm.hidden_size
     backward = list(range(steps - 1, -1, -1))
-    scale = torch.ones(4 * size, dtype=x.dtype)
-    scale[2 * size:3 * size] = 2  # gates i, f, g, o: tanh(g) = 2 sigmoid(2g) - 1
+    # Gates i, f, g, o: tanh(g) = 2 sigmoid(2g) - 1. A constant (not an in-place write, which traces to
+    # ScatterND/Expand), so the scaled weights fold at export.
+    scale = torch.from_numpy(np.repeat(np.array([1, 1, 2, 1], np.float32), size)).to(x.dtype)
     for layer in range(lstm.num_layers):
         w_ih, w_hh, bias = [], [], []
         for suffix in ("", "_reverse"):
