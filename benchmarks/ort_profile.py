@@ -8,8 +8,7 @@ session settings (or another engine on the same ONNX file) change the speed.
    over the machine's SGEMM: in-image near 1.0 means the convolutions run at the matmul peak already.
 2. img/s of the same model under each setting that could matter: optimisation level, thread count,
    spinning, sequential/parallel execution, IO binding into a preallocated output; OpenVINO's CPU
-   plugin (fp32) on the same file, in a child process, where the `openvino` package is installed (the
-   bench extra has it).
+   plugin (fp32) on the same file where the `openvino` package is installed (the bench extra has it).
 Weights are seeded, not trained: speed does not depend on them.
 """
 from __future__ import annotations
@@ -17,8 +16,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 from typing import Optional
@@ -43,10 +40,10 @@ def export(config: str, workdir: Path) -> tuple:
 def session(path: Path, level="all", threads=2, spinning=True, parallel=False, profile_prefix=None):
     import onnxruntime as ort
 
+    from runtimes.onnxruntime_rt import OPTIMIZATION_LEVELS
+
     options = ort.SessionOptions()
-    options.graph_optimization_level = {"basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-                                        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-                                        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}[level]
+    options.graph_optimization_level = OPTIMIZATION_LEVELS[level]
     options.intra_op_num_threads = threads
     options.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     if parallel:
@@ -77,42 +74,19 @@ def kernel_time_by_op(path: Path, x: np.ndarray, runs: int) -> dict:
     return dict(by_op.most_common())
 
 
-OPENVINO_CHILD = """
-import sys, time, numpy as np
-try:
-    import openvino
-except ImportError:
-    sys.exit(3)
-path, inputs, outputs, repeats = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-x = np.load(inputs)
-hints = {"INFERENCE_PRECISION_HINT": "f32", "PERFORMANCE_HINT": "LATENCY"}  # f32: bf16 where the CPU has it
-compiled = openvino.Core().compile_model(path, "CPU", hints)
-request = compiled.create_infer_request()
-np.save(outputs, request.infer({0: x})[compiled.output(0)])
-times = []
-for _ in range(repeats):
-    started = time.perf_counter()
-    request.infer({0: x})
-    times.append(time.perf_counter() - started)
-print(len(x) / min(times))
-"""
-
-
 def openvino_img_per_s(path: Path, x: np.ndarray, probs: np.ndarray, repeats: int) -> Optional[float]:
-    """OpenVINO's CPU plugin (fp32) on the same ONNX file, in a child process: importing openvino beside
-    torch crashed (SIGSEGV, measured). None where openvino is not installed."""
-    with tempfile.TemporaryDirectory(prefix="rare-openvino-") as tmp:
-        inputs, outputs = Path(tmp) / "x.npy", Path(tmp) / "probs.npy"
-        np.save(inputs, x)
-        command = [sys.executable, "-c", OPENVINO_CHILD, str(path), str(inputs), str(outputs), str(repeats)]
-        run = subprocess.run(command, capture_output=True, text=True)
-        if run.returncode == 3:
-            return None
-        if run.returncode != 0:
-            raise RuntimeError(f"OpenVINO child failed: {run.stderr.strip().splitlines()[-1:]}")
-        if np.abs(np.load(outputs) - probs).max() > 1e-3:
-            raise RuntimeError("OpenVINO's output differs from ONNX Runtime's: not a like-for-like timing")
-        return float(run.stdout.split()[-1])
+    """OpenVINO's CPU plugin (fp32: it picks bf16 where the CPU has it) on the same ONNX file; None where
+    openvino is not installed."""
+    try:
+        import openvino
+    except ImportError:
+        return None
+    compiled = openvino.Core().compile_model(str(path), "CPU", {"INFERENCE_PRECISION_HINT": "f32",
+                                                                "PERFORMANCE_HINT": "LATENCY"})
+    request = compiled.create_infer_request()
+    if np.abs(request.infer({0: x})[compiled.output(0)] - probs).max() > 1e-3:
+        raise RuntimeError("OpenVINO's output differs from ONNX Runtime's: not a like-for-like timing")
+    return best_img_per_s(lambda: request.infer({0: x}), len(x), repeats)
 
 
 def settings_sweep(path: Path, x: np.ndarray, repeats: int) -> dict:

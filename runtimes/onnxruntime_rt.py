@@ -15,6 +15,12 @@ from rare_portable.spec import ModelSpec
 from .base import Runtime
 
 
+OPTIMIZATION_LEVELS = {"none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
+                       "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
+                       "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
+                       "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
+
+
 class OnnxRuntime(Runtime):
     name = "onnxruntime"
 
@@ -29,9 +35,7 @@ class OnnxRuntime(Runtime):
         options = ort.SessionOptions()
         if threads:
             options.intra_op_num_threads = threads
-        levels = {"none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL, "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-                  "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED, "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL}
-        options.graph_optimization_level = levels[graph_optimization]
+        options.graph_optimization_level = OPTIMIZATION_LEVELS[graph_optimization]
         options.enable_profiling = profile
         try:
             self.session = ort.InferenceSession(str(path), options, providers=list(providers))
