@@ -84,13 +84,12 @@ class RNNEncoder(nn.Module):
         super().__init__()
         self.seq_encoder = nn.LSTM(in_channels, spec.hidden_size, spec.num_layers, bidirectional=True)
         self.feature_shape = (-1, in_channels, seq_len)  # reshape, not squeeze(2): no If node in exports
-        self.seq_len = seq_len
         self.use_lstm_kernel = True  # exporters switch to `lstm_cells` for runtimes whose LSTM is approximate
 
     def forward(self, x):
         x = x.reshape(self.feature_shape).permute(2, 0, 1)
         if not self.use_lstm_kernel:
-            return lstm_cells(self.seq_encoder, x, self.seq_len)
+            return lstm_cells(self.seq_encoder, x, self.feature_shape[2])
         return self.seq_encoder(x)[0]
 
 
@@ -98,8 +97,8 @@ def lstm_cells(lstm: nn.LSTM, x, steps: int):
     """`lstm(x)[0]` (bidirectional, time-major) from MatMul and Sigmoid, step by step. MindSpore Lite 2.0's
     LSTM kernel is 1.7e-4 off a float64 evaluation (PyTorch's: 2e-6) and its Tanh 1e-4; these ops are not.
     Lite's model build time grows with the node count, so both directions advance in one batched matmul
-    per step, and tanh is 2 sigmoid(2x) - 1 with the cell-gate rows scaled by 2 (folded into the weights at
-    export), so one Sigmoid covers all four gates. The first step has no recurrent term: the graph needs no
+    per step, and the cell gate's tanh is 2 sigmoid(2g) - 1 with its rows scaled by 2 (folded into the
+    weights at export), so one Sigmoid covers all four gates; the lite flavour rewrites the one Tanh left. The first step has no recurrent term: the graph needs no
     zero state of a batch-derived shape."""
     size = lstm.hidden_size
     backward = list(range(steps - 1, -1, -1))
@@ -121,7 +120,7 @@ def lstm_cells(lstm: nn.LSTM, x, steps: int):
             i, f, o = gates[..., :size], gates[..., size:2 * size], gates[..., 3 * size:]
             g = 2 * gates[..., 2 * size:3 * size] - 1
             c = i * g if c is None else f * c + i * g
-            h = o * (2 * torch.sigmoid(2 * c) - 1)
+            h = o * torch.tanh(c)
             outputs.append(h)
         out = torch.stack(outputs)  # [T, 2, N, H], direction 1 in reversed time
         x = torch.cat([out[:, 0], out[backward, 1]], -1)
