@@ -231,3 +231,65 @@ def test_cli_bad_input_is_a_clear_error(tmp_path, extra, message):
     assert message in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "out").exists()
+
+
+def test_caseless_draws_upper_case_and_labels_it_lower_case():
+    plan = make_plan(seed=4, case="caseless")  # MindOCR's 0-9a-z: no upper case in the dictionary
+    renderer = WordRenderer(plan)
+    drawn = [renderer._word_and_font(np.random.default_rng([plan.seed, i]))[0] for i in range(200)]
+    labels = [label for _, label in encoded(plan, range(200))]
+    assert sum(word.isupper() for word in drawn) > 40  # UPPER is drawn twice as often as each other case
+    assert sum(word[:1].isupper() and word[1:].islower() for word in drawn) > 10
+    assert labels == [word.lower() for word in drawn]
+    assert all(set(label) <= set(string.digits + string.ascii_lowercase) for label in labels)
+
+
+def test_a_font_family_shares_one_unit_of_weight(tmp_path):
+    dejavu = Path(make_plan().fonts[0].path).parent
+    family = tmp_path / "family"
+    family.mkdir()
+    for i in range(4):  # four copies of one face: one folder, so together they weigh as much as one font
+        (family / f"face{i}.ttf").write_bytes((dejavu / "DejaVuSans.ttf").read_bytes())
+    plan = make_plan(font_dirs=[family])
+    weights = {Path(f.path).parent: 0.0 for f in plan.fonts}
+    for font in plan.fonts:
+        weights[Path(font.path).parent] += font.weight
+    assert weights[family] == pytest.approx(1.0) and weights[dejavu] == pytest.approx(1.0)
+    renderer = WordRenderer(plan)
+    rng = np.random.default_rng(0)
+    everything = (1 << len(plan.fonts)) - 1
+    picks = [Path(plan.fonts[renderer._pick_font(rng, everything)].path).parent for _ in range(2000)]
+    assert 0.4 < picks.count(family) / len(picks) < 0.6
+
+
+def test_photo_backgrounds_render_and_a_missing_photo_is_named(tmp_path):
+    plan = make_plan(seed=1, photo_fraction=1.0)
+    assert plan.photos, "matplotlib's sample photographs at least"
+    images = [WordRenderer(plan).render(i)[0] for i in range(20)]
+    assert all(image.shape[0] == 32 and image.dtype == np.uint8 for image in images)
+    assert np.mean([image.std() for image in images]) > 20  # text on texture, not blank canvases
+    with pytest.raises(SynthError, match="nope.png not found"):
+        make_plan(photo_fraction=0.5, photos=[tmp_path / "nope.png"])
+
+
+def test_frequent_words_are_words(monkeypatch):
+    from rare_portable.data import photos
+
+    words = photos.frequent_words(500)
+    assert len(words) == 500 and len(set(words)) == 500
+    assert {"the", "and", "people"} <= set(words) and all(w.isalpha() for w in words)
+    monkeypatch.setitem(__import__("sys").modules, "wordfreq", None)  # as if not installed
+    with pytest.raises(photos.ResourceError, match=r"rare-portable\[synth\]"):
+        photos.frequent_words(10)
+
+
+def test_cli_top_words_and_photos(tmp_path):
+    out = tmp_path / "lmdb"
+    result = CliRunner().invoke(synth, ["--output", str(out), "--count", "8", "--case", "caseless",
+                                        "--top-words", "2000", "--photo-fraction", "0.5", "--random-fraction", "0"])
+    assert result.exit_code == 0, result.output
+    labels = [v.decode() for k, v in read_raw_lmdb(out).items() if k.startswith(b"label-")]
+    assert len(labels) == 8 and all(label.islower() for label in labels)
+    both = CliRunner().invoke(synth, ["--output", str(tmp_path / "x"), "--count", "2", "--top-words", "5",
+                                      "--lexicon", str(BUILTIN_LEXICON)])
+    assert both.exit_code == 2 and "not both" in both.output

@@ -21,6 +21,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..charset import BUILTIN_LOWER_ALNUM, Charset
 from .lmdb import write_lmdb
+from .photos import background_photos
 from .preprocess import decode_image
 from ..errors import UserError
 
@@ -29,7 +30,9 @@ PathLike = Union[str, os.PathLike]
 BUILTIN_LEXICON = Path(__file__).with_name("lexicon.txt")
 BUILTIN_FONT_DIR = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
 FONT_SUFFIXES = (".ttf", ".otf", ".ttc")
-CASES = ("lower", "mixed")
+# lower: as the lexicon has it; mixed: also Capitalised and UPPER, labelled as drawn; caseless: drawn in all
+# three, labelled in lower case, for a dictionary without upper case (MindOCR's 0-9a-z reads "EXIT" as "exit").
+CASES = ("lower", "mixed", "caseless")
 IMAGE_FORMATS = ("png", "jpg")
 MIN_HEIGHT = 8
 
@@ -65,6 +68,7 @@ class SynthError(UserError, ValueError):
 class SynthFont:
     path: str
     chars: FrozenSet[str]  # the needed characters this font draws with a real glyph
+    weight: float = 1.0  # how often it is drawn: a family of 40 weights counts as much as a single font
 
 
 @dataclass(frozen=True)
@@ -80,6 +84,9 @@ class SynthPlan:
     image_format: str
     skipped_user_fonts: Tuple[str, ...] = ()  # "path: reason", for the caller to report
     skipped_lexicon_words: int = 0  # lexicon entries with characters outside the charset
+    lower_labels: bool = False  # case "caseless": words are drawn in any case, labelled in lower case
+    photos: Tuple[str, ...] = ()  # background photographs (data/photos.py)
+    photo_fraction: float = 0.0  # share of samples drawn on a photograph instead of a synthetic background
 
 
 @dataclass(frozen=True)
@@ -236,8 +243,9 @@ def _common_fonts(word: str, fonts_by_char: Dict[str, int], all_fonts: int) -> i
 def _case_variants(word: str, case: str) -> Tuple[str, ...]:
     if case == "lower":
         return (word.lower(),)
+    # UPPER twice: signs, plates and shop fronts (most of IC15 and all of SVT) are upper case.
     variants = (word, word.lower(), word[:1].upper() + word[1:].lower(), word.upper())
-    return tuple(dict.fromkeys(variants))
+    return tuple(dict.fromkeys(variants)) + ((word.upper(),) if case == "caseless" else ())
 
 
 def _describe_chars(chars: Iterable[str], limit: int = 20) -> str:
@@ -255,12 +263,16 @@ def make_plan(
     font_dirs: Sequence[PathLike] = (),
     random_fraction: float = 0.1,
     image_format: str = "png",
+    photo_fraction: float = 0.0,
+    photos: Sequence[PathLike] = (),
 ) -> SynthPlan:
     """Check every setting once, up front, so workers never fail half-way through a dataset.
 
     `charset` is a dictionary (any iterable of single characters, or a `Charset`): every label uses only
     its characters. `lexicon` defaults to the built-in English list; `random_fraction` of the samples are
-    random strings over the charset instead. `case="mixed"` also draws Capitalised and UPPER variants.
+    random strings over the charset instead. `case="mixed"` also draws Capitalised and UPPER variants;
+    `case="caseless"` draws them too and labels them in lower case. `photo_fraction` of the samples are drawn
+    on a crop of one of `photos` (default: `data.photos.background_photos()`).
     """
     chars = tuple(charset.chars if isinstance(charset, Charset) else charset)
     bad = [c for c in chars if not isinstance(c, str) or len(c) != 1]
@@ -277,6 +289,16 @@ def make_plan(
         raise SynthError(f"height must be at least {MIN_HEIGHT} pixels, got {height}")
     if not 0.0 <= random_fraction <= 1.0:
         raise SynthError(f"random fraction must be between 0 and 1, got {random_fraction}")
+    if not 0.0 <= photo_fraction <= 1.0:
+        raise SynthError(f"photo fraction must be between 0 and 1, got {photo_fraction}")
+    photos = tuple(str(p) for p in photos) or (background_photos() if photo_fraction > 0 else ())
+    missing = [p for p in photos if not Path(p).is_file()]
+    if missing:
+        raise SynthError(f"background photo {missing[0]} not found; pass existing image files")
+    if photo_fraction > 0 and not photos:
+        raise SynthError("photo backgrounds need images: install scikit-image or pass photos")
+    lower_labels = case == "caseless"
+    fits = (lambda text: allowed.issuperset(text.lower())) if lower_labels else allowed.issuperset
     if not isinstance(seed, int) or seed < 0:
         raise SynthError(f"seed must be a non-negative integer, got {seed!r}")
 
@@ -286,7 +308,7 @@ def make_plan(
         source = builtin_lexicon() if lexicon is None else list(lexicon)
         fitting = {}
         for word in source:
-            variants = tuple(v for v in _case_variants(word, case) if allowed.issuperset(v))
+            variants = tuple(v for v in _case_variants(word, case) if fits(v))
             if variants:
                 fitting.setdefault(variants, None)
             else:
@@ -302,7 +324,7 @@ def make_plan(
         raise SynthError("the charset has no characters to build random strings from; set random fraction to 0")
 
     needed = frozenset("".join(v for variants in words for v in variants)) | (
-        frozenset(alphabet) if random_fraction > 0.0 else frozenset()
+        frozenset(alphabet + (alphabet.upper() if lower_labels else "")) if random_fraction > 0.0 else frozenset()
     )
     judge = GlyphJudge(needed)
     fonts, skipped_user = [], []
@@ -321,6 +343,7 @@ def make_plan(
         if len(skipped_here) == len(paths):
             raise SynthError(f"no font in {folder} is usable: " + "; ".join(skipped_here[:3]))
         skipped_user += skipped_here
+    fonts = _weighted_by_family(fonts)
     undrawable = needed - frozenset().union(*(f.chars for f in fonts))
     if undrawable:
         raise SynthError(
@@ -344,7 +367,20 @@ def make_plan(
         image_format=image_format,
         skipped_user_fonts=tuple(skipped_user),
         skipped_lexicon_words=skipped_words,
+        lower_labels=lower_labels,
+        photos=photos,
+        photo_fraction=photo_fraction,
     )
+
+
+def _weighted_by_family(fonts: Sequence[SynthFont]) -> List[SynthFont]:
+    """Each folder (a Debian package, matplotlib's set) shares one unit of weight among its fonts, so a
+    package of 400 display faces does not drown the book and signage faces."""
+    per_folder: Dict[str, int] = {}
+    for font in fonts:
+        folder = str(Path(font.path).parent)
+        per_folder[folder] = per_folder.get(folder, 0) + 1
+    return [SynthFont(f.path, f.chars, 1.0 / per_folder[str(Path(f.path).parent)]) for f in fonts]
 
 
 # ------------------------------------------------------------------------------------------- rendering
@@ -418,6 +454,54 @@ class WordRenderer:
         self._fonts_by_char = _fonts_by_char(plan.fonts)
         self._all_fonts = (1 << len(plan.fonts)) - 1
         self._alphabet_by_font = ["".join(c for c in plan.random_alphabet if c in f.chars) for f in plan.fonts]
+        self._photos: Dict[int, np.ndarray] = {}
+
+    def _photo(self, index: int) -> np.ndarray:
+        if index not in self._photos:
+            bgr = cv2.imread(self.plan.photos[index], cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise SynthError(f"background photo {self.plan.photos[index]} cannot be decoded; pass an image file")
+            self._photos[index] = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB).astype(np.float32)
+        return self._photos[index]
+
+    def _photo_background(self, rng: np.random.Generator, height: int, width: int) -> np.ndarray:
+        """A window of a photograph at a random scale, recoloured, its contrast squeezed so text stays readable."""
+        photo = self._photo(int(rng.integers(0, len(self.plan.photos))))
+        photo_h, photo_w = photo.shape[:2]
+        window_h = int(np.clip(rng.uniform(0.04, 0.4) * photo_h, 8, photo_h))
+        window_w = int(np.clip(window_h * width / height, 8, photo_w))
+        y0, x0 = int(rng.integers(0, photo_h - window_h + 1)), int(rng.integers(0, photo_w - window_w + 1))
+        canvas = cv2.resize(photo[y0:y0 + window_h, x0:x0 + window_w], (width, height), interpolation=cv2.INTER_AREA)
+        canvas = canvas[..., rng.permutation(3)]
+        if rng.random() < 0.2:
+            canvas = 255 - canvas
+        grey = _luminance(canvas)
+        if rng.random() < 0.5:  # paint and stone are duller than the photographs' subjects
+            canvas = canvas + (grey[..., None] - canvas) * rng.uniform(0.3, 1.0)
+        low, high = np.percentile(grey, (2, 98))
+        squeeze = min(1.0, rng.uniform(40, 110) / max(float(high - low), 1.0))
+        level = rng.uniform(20, 235)
+        return np.clip(level + (canvas - float(grey.mean())) * squeeze, 0, 255).astype(np.float32)
+
+    @staticmethod
+    def _neighbours(rng: np.random.Generator, masks: np.ndarray, face, alphabet: str) -> np.ndarray:
+        """Parts of the letters beside the word, cut by the crop's edge, as a detector's tight box leaves them."""
+        height = masks.shape[0]
+        masks = masks.copy()
+        for side in ("left", "right"):
+            if not alphabet or rng.random() >= 0.5:
+                continue
+            glyph = _mask_array(face.getmask(_pick(rng, alphabet)))
+            if glyph.size == 0 or glyph.shape[0] > height:
+                continue
+            shown = max(1, int(glyph.shape[1] * rng.uniform(0.15, 0.5)))
+            part = glyph[:, -shown:] if side == "left" else glyph[:, :shown]
+            part = part[:, :masks.shape[1]]
+            top = int(rng.integers(0, height - glyph.shape[0] + 1))
+            columns = slice(0, part.shape[1]) if side == "left" else slice(masks.shape[1] - part.shape[1], None)
+            region = masks[top:top + glyph.shape[0], columns]
+            np.maximum(region, part[..., None], out=region)
+        return masks
 
     def _face(self, font_index: int, size: int) -> ImageFont.FreeTypeFont:
         key = (font_index, size)
@@ -426,7 +510,10 @@ class WordRenderer:
         return self._faces[key]
 
     def _pick_font(self, rng: np.random.Generator, usable: int) -> int:
-        return _pick(rng, [i for i in range(len(self.plan.fonts)) if usable >> i & 1])
+        indices = [i for i in range(len(self.plan.fonts)) if usable >> i & 1]
+        weights = np.array([self.plan.fonts[i].weight for i in indices])
+        position = int(np.searchsorted(np.cumsum(weights), rng.random() * weights.sum(), side="right"))
+        return indices[min(position, len(indices) - 1)]
 
     def _word_and_font(self, rng: np.random.Generator) -> Tuple[str, int]:
         """A lexicon word or random string, and a font that draws all of it."""
@@ -436,6 +523,8 @@ class WordRenderer:
             return word, self._pick_font(rng, _common_fonts(word, self._fonts_by_char, self._all_fonts))
         length = int(rng.integers(1, RANDOM_WORD_MAX_LENGTH + 1))
         word = "".join(_pick(rng, plan.random_alphabet) for _ in range(length))
+        if plan.lower_labels and rng.random() < 0.5:
+            word = word.upper()
         usable = _common_fonts(word, self._fonts_by_char, self._all_fonts)
         if usable:
             return word, self._pick_font(rng, usable)
@@ -484,13 +573,13 @@ class WordRenderer:
     def _perspective(rng: np.random.Generator, masks: np.ndarray, size: int) -> np.ndarray:
         """Rotation, shear and corner jitter in one homography; the canvas grows so nothing is clipped."""
         height, width = masks.shape[:2]
-        angle = math.radians(float(np.clip(rng.normal(0, 4), -12, 12)))
+        angle = math.radians(float(np.clip(rng.normal(0, 5), -15, 15)))
         shear = rng.uniform(-0.3, 0.3) if rng.random() < 0.2 else 0.0
         corners = np.float32([[0, 0], [width, 0], [width, height], [0, height]])
         centred = corners - (width / 2, height / 2)
         sheared = centred + np.stack([-shear * centred[:, 1], np.zeros(4)], 1)
         rotation = np.float32([[math.cos(angle), -math.sin(angle)], [math.sin(angle), math.cos(angle)]])
-        moved = sheared @ rotation.T + rng.uniform(-0.08, 0.08, (4, 2)) * size
+        moved = sheared @ rotation.T + rng.uniform(-0.12, 0.12, (4, 2)) * size
         moved = (moved - moved.min(0)).astype(np.float32)
         out_w, out_h = (int(v) + 1 for v in np.ceil(moved.max(0)))
         homography = cv2.getPerspectiveTransform(corners, moved)
@@ -513,12 +602,13 @@ class WordRenderer:
         return cv2.copyMakeBorder(crop, max(-y0, 0), max(y1 - height, 0), max(-x0, 0), max(x1 - width, 0),
                                   cv2.BORDER_CONSTANT, value=0)
 
-    @staticmethod
-    def _compose(rng: np.random.Generator, masks: np.ndarray, has_outline: bool) -> np.ndarray:
+    def _compose(self, rng: np.random.Generator, masks: np.ndarray, has_outline: bool) -> np.ndarray:
         height, width = masks.shape[:2]
-        canvas = _background(rng, height, width)
+        on_photo = self.plan.photo_fraction > 0 and rng.random() < self.plan.photo_fraction
+        canvas = self._photo_background(rng, height, width) if on_photo else _background(rng, height, width)
         lum = _luminance(canvas)
-        text_colour = _contrasting_colour(rng, float(lum.min()), float(lum.max()))
+        low, high = np.percentile(lum, (1, 99)) if on_photo else (lum.min(), lum.max())
+        text_colour = _contrasting_colour(rng, float(low), float(high))
         fill, outline = masks[..., 0].astype(np.float32) / 255, masks[..., 1].astype(np.float32) / 255
         if rng.random() < 0.15:
             dx, dy = rng.uniform(-0.1, 0.1, 2) * height
@@ -533,15 +623,28 @@ class WordRenderer:
 
     @staticmethod
     def _degrade(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
-        """Camera and compression damage: low resolution, blur, noise, JPEG artefacts."""
+        """Camera and compression damage: uneven light, low resolution, defocus and motion blur, noise, JPEG."""
         height, width = image.shape[:2]
-        if rng.random() < 0.15:
-            factor = rng.uniform(0.4, 0.8)
+        if rng.random() < 0.25:  # light falling off across the sign, or a shadow's soft edge
+            angle = rng.uniform(0, 2 * math.pi)
+            ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+            ramp = xs * math.cos(angle) / width + ys * math.sin(angle) / height
+            ramp = (ramp - ramp.min()) / max(float(np.ptp(ramp)), 1e-6)
+            if rng.random() < 0.4:
+                ramp = 1 / (1 + np.exp(-(ramp - rng.uniform(0.2, 0.8)) * rng.uniform(8, 30)))
+            image = image * (1 - rng.uniform(0.3, 0.7) * ramp)[..., None]
+        if rng.random() < 0.25:
+            factor = rng.uniform(0.25, 0.7)
             small = cv2.resize(image, (max(1, round(width * factor)), max(1, round(height * factor))),
                                interpolation=cv2.INTER_AREA)
             image = cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)
         if rng.random() < 0.35:
             image = cv2.GaussianBlur(image, (0, 0), rng.uniform(0.3, 1.1))
+        elif rng.random() < 0.1:  # defocus: a disc, not a Gaussian
+            radius = rng.uniform(1.0, 2.2)
+            side = 2 * int(math.ceil(radius)) + 1
+            disc = cv2.circle(np.zeros((side, side), np.float32), (side // 2, side // 2), int(round(radius)), 1.0, -1)
+            image = cv2.filter2D(image, -1, disc / disc.sum())
         elif rng.random() < 0.1:
             length = int(rng.choice((3, 5)))
             kernel = np.zeros((length, length), np.float32)
@@ -551,7 +654,7 @@ class WordRenderer:
         if rng.random() < 0.5:
             image = image + rng.normal(0, rng.uniform(1, 10), image.shape).astype(np.float32)
         image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
-        if rng.random() < 0.3:
+        if rng.random() < 0.4:
             quality = int(rng.integers(15, 76))
             bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
             _, buffer = cv2.imencode(".jpg", bgr, (cv2.IMWRITE_JPEG_QUALITY, quality))
@@ -569,11 +672,14 @@ class WordRenderer:
         if rng.random() < 0.7:
             masks = self._perspective(rng, masks, size)
         masks = self._crop(rng, masks, size)
+        if rng.random() < 0.15:
+            masks = self._neighbours(rng, masks, self._face(font_index, size), self._alphabet_by_font[font_index])
         height = self.plan.height
         width = max(1, int(round(masks.shape[1] * height / masks.shape[0])))
         shrinking = masks.shape[0] > height
         masks = cv2.resize(masks, (width, height), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
-        return self._degrade(rng, self._compose(rng, masks, has_outline)), word
+        label = word.lower() if self.plan.lower_labels else word
+        return self._degrade(rng, self._compose(rng, masks, has_outline)), label
 
     def encode(self, index: int) -> Tuple[bytes, str]:
         image, label = self.render(index)
