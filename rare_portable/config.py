@@ -14,6 +14,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
 import yaml
 
 from .charset import load_charset
+from .pretrained import list_pretrained, pretrained_config
 from .spec import BackboneSpec, HeadSpec, InputSpec, ModelSpec, NeckSpec, SpecError, TransformSpec
 from .errors import UserError
 
@@ -65,7 +66,10 @@ def resolve_config_path(name_or_path: str) -> Path:
     shipped = CONFIG_DIR / f"{p.stem}.yaml"
     if p.suffix in ("", ".yaml") and shipped.is_file():
         return shipped
-    raise ConfigError(f"config {name_or_path} not found; give a yaml path or one of: {', '.join(list_configs())}")
+    if p.suffix in ("", ".yaml") and p.stem in list_pretrained():
+        return pretrained_config(p.stem)
+    names = ", ".join(list_configs() + list_pretrained())
+    raise ConfigError(f"config {name_or_path} not found; give a yaml path or one of: {names}")
 
 
 def get_dotted(tree: Mapping, dotted: str, default=None):

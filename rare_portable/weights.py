@@ -16,6 +16,7 @@ import numpy as np
 from .nets import backend_of, framework_module
 from .nets.common import TORCH_TO_CANONICAL_BN
 from .errors import UserError
+from .pretrained import resolve_weights
 
 State = Dict[str, np.ndarray]
 FORMATS = (".ckpt", ".pt", ".pth", ".safetensors")
@@ -37,8 +38,8 @@ def _format(path: Path) -> str:
 
 
 def read_state(path) -> State:
-    """Every tensor in a weights file, by the name stored in it."""
-    path = Path(path)
+    """Every tensor in a weights file, by the name stored in it; a shipped model's name reads its weights."""
+    path = resolve_weights(path)
     fmt = _format(path)
     if not path.is_file():
         raise WeightsError(f"{path}: no such weights file")

@@ -297,3 +297,34 @@ def test_create_names_a_missing_label_file(tmp_path):
     result = create("--images", tmp_path, "--labels", tmp_path / "labels.txt", "--output", tmp_path / "out")
     assert result.exit_code == 1
     assert f"Error: {tmp_path / 'labels.txt'}: no such label file" in result.output
+
+
+def _numbered_lmdb(path, count):
+    write_lmdb(path, ((f"img{i}".encode(), f"w{i}") for i in range(1, count + 1)))
+    return path
+
+
+def test_split_holds_out_the_trailing_block_bytes_unchanged(tmp_path):
+    source = _numbered_lmdb(tmp_path / "src" / "IC15_train", 10)
+    out = tmp_path / "split"
+    result = CliRunner().invoke(lmdb_group, ["split", str(source), "--hold-out", "0.3", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    finetune, holdout = LmdbDataset(out / "finetune" / "IC15_train"), LmdbDataset(out / "holdout" / "IC15_train")
+    assert [finetune.read_raw(i).label for i in range(len(finetune))] == [f"w{i}" for i in range(1, 8)]
+    assert [holdout.read_raw(i).label for i in range(len(holdout))] == ["w8", "w9", "w10"]
+    assert holdout.read_raw(0).image_bytes == b"img8"
+    everything = CliRunner().invoke(lmdb_group, ["split", str(source), "--hold-out", "1", "-o", str(tmp_path / "all")])
+    assert everything.exit_code == 0, everything.output
+    assert len(LmdbDataset(tmp_path / "all" / "holdout" / "IC15_train")) == 10
+    assert not (tmp_path / "all" / "finetune").exists()
+
+
+def test_split_refuses_two_sources_of_one_name_and_a_filled_output(tmp_path):
+    a = _numbered_lmdb(tmp_path / "a" / "data", 4)
+    b = _numbered_lmdb(tmp_path / "b" / "data", 4)
+    twice = CliRunner().invoke(lmdb_group, ["split", str(a), str(b), "--hold-out", "0.5", "-o", str(tmp_path / "o")])
+    assert twice.exit_code == 1 and "both named data" in twice.output
+    first = CliRunner().invoke(lmdb_group, ["split", str(a), "--hold-out", "0.5", "-o", str(tmp_path / "o")])
+    assert first.exit_code == 0, first.output
+    again = CliRunner().invoke(lmdb_group, ["split", str(a), "--hold-out", "0.5", "-o", str(tmp_path / "o")])
+    assert again.exit_code == 1 and "--overwrite" in again.output

@@ -19,7 +19,8 @@ from typing import Callable, Dict, List, Optional, Sequence
 import click
 from tqdm import tqdm
 
-from ..cli import config_options
+from ..cli import WEIGHTS, config_options, resolve_model
+from ..pretrained import DEFAULT_MODEL, shipped_name
 from ..config import RareConfig, load_config
 from ..data.folder import FolderDataset
 from ..data.lmdb import LmdbDataset, find_lmdb_datasets
@@ -39,14 +40,20 @@ def runtime_options(func):
                         help="cpu, cuda/gpu[:N] or ascend[:N] (mindspore).")(func)
     func = click.option("--backend", type=click.Choice(sorted(RUNTIMES)), default="torch", show_default=True,
                         help="Runtime: a framework (mindspore-graph compiles MindSpore's graph mode).")(func)
-    return click.option("--weights", "-w", required=True, type=click.Path(exists=True, dir_okay=False),
-                        help="Weights (.ckpt/.pt/.safetensors); for onnxruntime/mindir/mslite the exported model.")(func)
+    return click.option("--weights", "-w", type=WEIGHTS,
+                        help="Weights (.ckpt/.pt/.safetensors) or a shipped model's name; for onnxruntime/mindir/"
+                             f"mslite the exported model. Default: the shipped {DEFAULT_MODEL}.")(func)
 
 
 def open_cli_runtime(backend: str, config: RareConfig, weights: str, device: str):
     """The runtime, or a one-line error when its framework or device is missing."""
     from runtimes import open_runtime
+    from runtimes.base import ARTIFACT_BACKENDS
 
+    name = shipped_name(weights)
+    if name is not None and backend in ARTIFACT_BACKENDS:
+        raise click.UsageError(f"-w {name} is a shipped model's weights; {backend} runs an exported file: "
+                               f"rare export -w {name} --format ... -o FILE, then -w FILE")
     try:
         return open_runtime(backend, config, weights, device=device)
     except BackendUnavailable as e:
@@ -134,10 +141,16 @@ def resolve_targets(config: RareConfig, data: Sequence[str], label_files: Sequen
     """--data/--label-file, or else the config's eval.dataset paths joined to dataset_root as MindOCR does."""
     dataset_cfg = config.section("eval.dataset") or {}
     root = dataset_cfg.get("dataset_root") or ""
+    given = list(data)
     if not data:
         data = [os.path.join(root, d) for d in _as_list(dataset_cfg.get("data_dir"))]
         if not data:
             raise click.UsageError("no --data and the config has no eval.dataset.data_dir; pass --data DIR")
+    missing = [path for path in data if not Path(path).exists()]
+    if missing:  # a typo in a path is not a dataset with problems: stop before any model is loaded
+        source = "--data" if given else "eval.dataset"
+        raise DataError(f"{source} {missing[0]}: no such file or directory; pass an LMDB, a folder of "
+                               f"them (e.g. ../shared/real_validation) or an image folder with --label-file")
     if not label_files:
         label_files = [os.path.join(root, f) for f in _as_list(dataset_cfg.get("label_file"))]
     if not label_files:
@@ -259,6 +272,7 @@ def eval_command(config, opts, weights, backend, device, data, label_files, batc
     """Accuracy and NED per dataset, and their means.
 
     Datasets are LMDBs (every leaf LMDB under --data is one) or image folders with label files."""
+    config, weights = resolve_model(config, weights, default_model=True)
     rare_config = load_config(config, opts)
     targets = resolve_targets(rare_config, data, label_files)
     runtime = open_cli_runtime(backend, rare_config, weights, device)

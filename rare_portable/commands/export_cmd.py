@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from ..cli import config_options
+from ..cli import WEIGHTS, config_options, resolve_model
 
 FORMATS = {"onnx": ".onnx", "onnx-lite": ".onnx", "mindir": ".mindir", "mslite": ".ms"}
 CALIBRATION_IMAGES = 256
@@ -14,7 +14,7 @@ CALIBRATION_IMAGES = 256
 
 @click.command()
 @config_options
-@click.option("--weights", "-w", type=click.Path(exists=True, dir_okay=False),
+@click.option("--weights", "-w", type=WEIGHTS,
               help="Trained weights (.ckpt/.pt/.safetensors); fresh weights without it.")
 @click.option("--format", "fmt", type=click.Choice(sorted(FORMATS)), required=True,
               help="onnx (GridSample, for ONNX Runtime), onnx-lite (the graph MindSpore Lite 2.0 parses), "
@@ -40,6 +40,7 @@ def export(config, opts, weights, fmt, output, dynamic_batch, batch, opset, simp
     """Export a trained model; each artifact carries its spec and is checked against the network."""
     from ..api import build_model
 
+    config, weights = resolve_model(config, weights)
     if output.suffix != FORMATS[fmt]:
         raise click.ClickException(f"--output {output}: a {fmt} file ends in {FORMATS[fmt]}")
     if int8 and fmt != "onnx":

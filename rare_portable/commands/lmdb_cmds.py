@@ -1,4 +1,4 @@
-"""`rare lmdb ...`: build LMDB datasets from MindOCR's image folder + label file layout."""
+"""`rare lmdb ...`: build LMDB datasets from MindOCR's image folder + label file layout, and split them."""
 from __future__ import annotations
 
 import itertools
@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..data.folder import FolderDataset
-from ..data.lmdb import check_output_folder, write_lmdb
+from ..data.lmdb import LmdbDataset, check_output_folder, find_lmdb_datasets, write_lmdb
 from ..data.samples import DataError, SkipLog
 
 SKIPS_SHOWN = 20
@@ -47,3 +47,39 @@ def _echo_skips(skipped: SkipLog) -> None:
         click.echo(f"skipped {message}", err=True)
     if skipped.total > SKIPS_SHOWN:
         click.echo(f"... and {skipped.total - SKIPS_SHOWN} more skipped", err=True)
+
+
+@lmdb.command()
+@click.argument("sources", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--hold-out", "hold_out", required=True, type=click.FloatRange(0.0, 1.0),
+              help="Share of each dataset held out: its last samples, as one block (1.0 holds it all out).")
+@click.option("--output", "-o", required=True, type=click.Path(path_type=Path),
+              help="Writes OUTPUT/finetune/NAME and OUTPUT/holdout/NAME per source LMDB (NAME: its folder name).")
+@click.option("--overwrite", is_flag=True, help="Replace LMDBs already at those places.")
+def split(sources, hold_out: float, output: Path, overwrite: bool) -> None:
+    """Split LMDBs into a fine-tuning part and a disjoint held-out part, bytes unchanged.
+
+    The held-out part is the trailing block, not every n-th sample: IC15 and IIIT5K list the words of one
+    photograph together, so an interleaved split would put the same scene on both sides.
+    """
+    try:
+        datasets = [path for source in sources for path in find_lmdb_datasets(source)]
+        names = [path.name for path in datasets]
+        repeated = sorted({name for name in names if names.count(name) > 1})
+        if repeated:
+            raise DataError(f"two sources are both named {repeated[0]}; split them into different --output folders")
+        for path in datasets:
+            dataset = LmdbDataset(path)
+            kept = len(dataset) - int(round(len(dataset) * hold_out))
+            parts = {"finetune": range(kept), "holdout": range(kept, len(dataset))}
+            for part, positions in parts.items():
+                if not positions:
+                    continue
+                raws = (dataset.read_raw(position) for position in positions)
+                written = write_lmdb(output / part / path.name,
+                                     ((raw.image_bytes, raw.label) for raw in raws if raw.skip is None),
+                                     overwrite=overwrite)
+                first, last = positions.start + 1, positions.stop
+                click.echo(f"{path} samples {first}-{last} -> {output / part / path.name} ({written} written)")
+    except DataError as e:
+        raise click.ClickException(str(e)) from None

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 import numpy as np
 
-from ..cli import config_options
+from ..cli import WEIGHTS, config_options, resolve_model
 from ..parity import INT8_MAX_WORD_DISAGREEMENT
 
 
@@ -39,7 +39,7 @@ def image_folder(spec, folder: Path) -> np.ndarray:
 
 @click.command()
 @config_options
-@click.option("--weights", "-w", type=click.Path(exists=True, dir_okay=False),
+@click.option("--weights", "-w", type=WEIGHTS,
               help="Weights (.ckpt/.pt/.safetensors); fresh seeded weights without it.")
 @click.option("--backend", "backends", multiple=True, help="Runtimes to compare (default: every one available).")
 @click.option("--inputs", "npz_inputs", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -65,6 +65,7 @@ def parity(config, opts, weights, backends, npz_inputs, image_dirs, words, artif
     from ..config import load_config
     from ..parity import ALL_BACKENDS, FP32_TOLERANCE, format_report, run_parity
 
+    config, weights = resolve_model(config, weights)
     spec = load_config(config, opts).spec
     inputs = {}
     for path in npz_inputs:

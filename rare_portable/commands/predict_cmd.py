@@ -12,7 +12,7 @@ from typing import List, Tuple
 
 import click
 
-from ..cli import config_options
+from ..cli import config_options, resolve_model
 from ..config import load_config
 from ..data.preprocess import ImageDecodeError, decode_image
 from .eval_cmd import open_cli_runtime, postprocess_lower, runtime_options
@@ -53,6 +53,7 @@ def predict(inputs, config, opts, weights, backend, device, output, score, batch
     """Read the word in each image; write rec_results.txt.
 
     A folder stands for every image file in it and its sub-folders, in sorted order."""
+    config, weights = resolve_model(config, weights, default_model=True)
     rare_config = load_config(config, opts)
     images = collect_images(list(inputs))
     if not images:

@@ -7,7 +7,7 @@ import click
 import cv2
 import numpy as np
 
-from ..cli import config_options
+from ..cli import WEIGHTS, config_options, resolve_model
 
 
 def _to_uint8(chw: np.ndarray, mean, std) -> np.ndarray:
@@ -28,7 +28,7 @@ def rectify_images(net, backend: str, batch: np.ndarray) -> np.ndarray:
 @click.command()
 @click.argument("images", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @config_options
-@click.option("--weights", "-w", type=click.Path(exists=True, dir_okay=False), help="Trained weights (.ckpt/.pt/.safetensors).")
+@click.option("--weights", "-w", type=WEIGHTS, help="Trained weights (.ckpt/.pt/.safetensors).")
 @click.option("--backend", type=click.Choice(["torch", "mindspore"]), default="torch", show_default=True)
 @click.option("--output", "-o", type=click.Path(file_okay=False, path_type=Path), default="rectified", show_default=True,
               help="Folder for one PNG per image: network input left, rectified right.")
@@ -38,6 +38,7 @@ def rectify(images, config, opts, weights, backend, output, scale):
     from ..api import build_model
     from ..data.preprocess import ImageDecodeError, decode_image, preprocess
 
+    config, weights = resolve_model(config, weights)
     net = build_model(config, backend, opts=opts, weights=weights)
     spec = net.spec
     if spec.transform is None:

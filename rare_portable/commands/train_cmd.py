@@ -9,7 +9,7 @@ import sys
 
 import click
 
-from ..cli import config_options
+from ..cli import WEIGHTS, config_options, resolve_model
 from ..config import load_config
 from ..data.samples import DataError
 
@@ -20,7 +20,7 @@ EXIT_INTERRUPTED = 130
 @config_options
 @click.option("--resume", metavar="CKPT|auto",
               help="Continue a run: its train_resume.ckpt, or `auto` for the one in train.ckpt_save_dir.")
-@click.option("--weights", "-w", type=click.Path(exists=True, dir_okay=False),
+@click.option("--weights", "-w", type=WEIGHTS,
               help="Fine-tune from these weights (as model.pretrained); layers that do not fit start afresh.")
 @click.option("--force", is_flag=True,
               help="Start over in an output folder holding an earlier run (its files are moved to a subfolder).")
@@ -34,6 +34,7 @@ def train(config, opts, resume, weights, force, max_minutes):
     from ..train import TrainError
     from ..train import train as run_training
 
+    config, weights = resolve_model(config, weights)
     rare_config = load_config(config, opts)
     try:
         result = run_training(rare_config, opts, resume=resume, weights=weights, force=force,
