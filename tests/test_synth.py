@@ -293,3 +293,23 @@ def test_cli_top_words_and_photos(tmp_path):
     both = CliRunner().invoke(synth, ["--output", str(tmp_path / "x"), "--count", "2", "--top-words", "5",
                                       "--lexicon", str(BUILTIN_LEXICON)])
     assert both.exit_code == 2 and "not both" in both.output
+
+
+def test_font_survey_is_cached_and_redone_for_a_changed_font(tmp_path, monkeypatch):
+    from rare_portable.data import synth as synth_module
+
+    monkeypatch.setenv("RARE_CACHE_DIR", str(tmp_path / "cache"))
+    fonts = tmp_path / "fonts"
+    fonts.mkdir()
+    dejavu = Path(make_plan().fonts[0].path).parent / "DejaVuSans.ttf"
+    (fonts / "face.ttf").write_bytes(dejavu.read_bytes())
+    first = make_plan(font_dirs=[fonts])
+    assert (tmp_path / "cache" / "font_survey.json").is_file()
+    calls = []
+    real_survey = synth_module.survey_font
+    monkeypatch.setattr(synth_module, "survey_font", lambda *a: calls.append(a[0]) or real_survey(*a))
+    again = make_plan(font_dirs=[fonts])
+    assert calls == [] and again.fonts == first.fonts
+    (fonts / "face.ttf").write_bytes(dejavu.read_bytes() + b"\0")  # another size: surveyed afresh
+    make_plan(font_dirs=[fonts])
+    assert [Path(p).name for p in calls] == ["face.ttf"]

@@ -22,6 +22,7 @@ from ..data.synth import (
 )
 
 PREVIEW_SAMPLES = 32
+FONT_SKIPS_SHOWN = 5
 
 
 @click.command("synth")
@@ -92,8 +93,11 @@ def synth(
         )
     except (CharsetError, SynthError, ResourceError) as e:
         raise click.ClickException(str(e)) from None
-    for skipped in plan.skipped_user_fonts:
+    for skipped in plan.skipped_user_fonts[:FONT_SKIPS_SHOWN]:
         click.echo(f"warning: font skipped: {skipped}", err=True)
+    if len(plan.skipped_user_fonts) > FONT_SKIPS_SHOWN:  # a system font folder holds hundreds of non-Latin faces
+        click.echo(f"warning: ... {len(plan.skipped_user_fonts) - FONT_SKIPS_SHOWN} more fonts skipped; "
+                   f"{len(plan.fonts)} fonts used", err=True)
     if plan.skipped_lexicon_words:
         click.echo(f"warning: {plan.skipped_lexicon_words} lexicon words skipped: they have characters outside "
                    f"the charset ({charset.source}, case {case})", err=True)

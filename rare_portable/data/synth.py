@@ -6,6 +6,8 @@ Text is laid out with PIL's BASIC engine because raqm, where installed, would mo
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import multiprocessing
 import os
@@ -221,6 +223,53 @@ def survey_font(path: PathLike, needed: Iterable[str], judge: GlyphJudge) -> Tup
     return SynthFont(str(path), correct & needed), ""
 
 
+class FontSurvey:
+    """`survey_font` with its answers kept on disk: judging ~1,600 system fonts takes ~40 s, every time.
+
+    An answer is keyed by the font file (path, size, modification time) and the characters needed, so a
+    changed font or another charset is surveyed afresh. The cache lives in $RARE_CACHE_DIR (default
+    ~/.cache/rare_portable); a cache that cannot be read or written is ignored.
+    """
+
+    def __init__(self, needed: FrozenSet[str]):
+        self.needed = needed
+        self._needed_key = hashlib.sha1("".join(sorted(needed)).encode("utf-8")).hexdigest()[:16]
+        self._judge: Optional[GlyphJudge] = None
+        folder = Path(os.environ.get("RARE_CACHE_DIR") or Path.home() / ".cache" / "rare_portable")
+        self.path = folder / "font_survey.json"
+        try:
+            self._answers: Dict[str, List[str]] = json.loads(self.path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            self._answers = {}
+        self._changed = False
+
+    def font(self, path: PathLike) -> Tuple[Optional[SynthFont], str]:
+        try:
+            stat = Path(path).stat()
+        except OSError as e:
+            return None, f"cannot be read ({e})"
+        key = f"{Path(path).resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{self._needed_key}"
+        if key not in self._answers:
+            if self._judge is None:
+                self._judge = GlyphJudge(self.needed)
+            font, reason = survey_font(path, self.needed, self._judge)
+            self._answers[key] = ["".join(sorted(font.chars)) if font else "", reason]
+            self._changed = True
+        chars, reason = self._answers[key]
+        return (SynthFont(str(path), frozenset(chars)), "") if not reason else (None, reason)
+
+    def save(self) -> None:
+        if not self._changed:
+            return
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_text(json.dumps(self._answers), encoding="utf-8")
+            os.replace(tmp, self.path)
+        except OSError:
+            pass  # a read-only home: the next plan surveys again
+
+
 # ------------------------------------------------------------------------------------------------ plan
 
 
@@ -326,16 +375,16 @@ def make_plan(
     needed = frozenset("".join(v for variants in words for v in variants)) | (
         frozenset(alphabet + (alphabet.upper() if lower_labels else "")) if random_fraction > 0.0 else frozenset()
     )
-    judge = GlyphJudge(needed)
+    survey = FontSurvey(needed)
     fonts, skipped_user = [], []
     for path in sorted(BUILTIN_FONT_DIR.glob("*.ttf")):
-        font, _ = survey_font(path, needed, judge)
+        font, _ = survey.font(path)
         if font is not None:
             fonts.append(font)
     for folder in font_dirs:
         paths, skipped_here = font_files_in(folder), []
         for path in paths:
-            font, reason = survey_font(path, needed, judge)
+            font, reason = survey.font(path)
             if font is None:
                 skipped_here.append(f"{path}: {reason}")
             else:
@@ -343,6 +392,7 @@ def make_plan(
         if len(skipped_here) == len(paths):
             raise SynthError(f"no font in {folder} is usable: " + "; ".join(skipped_here[:3]))
         skipped_user += skipped_here
+    survey.save()
     fonts = _weighted_by_family(fonts)
     undrawable = needed - frozenset().union(*(f.chars for f in fonts))
     if undrawable:
