@@ -1,0 +1,102 @@
+"""The evaluation report of a candidate for the shipped model, and whether it beats the one shipped now.
+
+Scores the weights on the real held-out words (`rare lmdb split` of ../shared/real_validation: the last
+quarter of IC15_train and IIIT5k_train, all of SVT_train; none of them trained on), on rendered held-out
+words (the training renderer, another seed), and on the 16 crops in ../shared/real_words (`rare predict`),
+all with MindOCR's metric through `rare eval`/`rare predict`; then writes the report.
+
+    python -m benchmarks.shipped_report -w runs/rare_small_en/finetune/best.ckpt [--ship]
+
+--ship copies the weights (as .safetensors) and the report into rare_portable/pretrained/ when the mean
+real held-out accuracy is higher than the shipped report's (or nothing is shipped yet).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from benchmarks import machine
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared"
+PRETRAINED = ROOT / "rare_portable" / "pretrained"
+RARE = [sys.executable, "-c", "from rare_portable.cli import main; main()"]
+
+
+def rare(*args) -> None:
+    subprocess.run([*RARE, *map(str, args)], cwd=ROOT, check=True)
+
+
+def evaluate(config: str, weights: str, data: Path) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "eval.json"
+        rare("eval", "-c", config, "-w", weights, "--data", data, "--json", path)
+        report = json.loads(path.read_text())
+    return {"datasets": {d["name"]: {k: d[k] for k in ("samples", "correct", "acc", "norm_edit_distance")}
+                         for d in report["datasets"]},
+            "mean": report["mean"], "weighted_mean": report["weighted_mean"], "metric": report["metric"]}
+
+
+def real_words(config: str, weights: str) -> dict:
+    labels = dict(line.split("\t", 1) for line in (SHARED / "real_words" / "labels.tsv").read_text().splitlines()
+                  if "\t" in line)
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "rec_results.txt"
+        rare("predict", SHARED / "real_words", "-c", config, "-w", weights, "-o", out)
+        predicted = {name: json.loads(text) for name, text in
+                     (line.split("\t")[:2] for line in out.read_text().splitlines())}
+
+    def norm(text):  # MindOCR's metric: lower case, [0-9a-z] only
+        return "".join(c for c in text.lower() if c.isascii() and c.isalnum())
+
+    rows = {name: {"label": label.strip(), "predicted": predicted.get(name, "")} for name, label in labels.items()}
+    correct = sum(norm(r["label"]) == norm(r["predicted"]) for r in rows.values())
+    return {"correct": correct, "total": len(rows), "words": rows}
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-w", "--weights", required=True)
+    parser.add_argument("-c", "--config", default=str(PRETRAINED / "rare_small_en.yaml"))
+    parser.add_argument("--real-holdout", type=Path, default=ROOT / "data" / "real" / "holdout")
+    parser.add_argument("--rendered-holdout", type=Path, default=ROOT / "data" / "shipped" / "heldout")
+    parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "shipped_report.json")
+    parser.add_argument("--ship", action="store_true")
+    parser.add_argument("--name", default="rare_small_en")
+    args = parser.parse_args(argv)
+
+    report = {
+        "weights": args.weights, "config": args.config, "machine": machine.describe(),
+        "real_holdout": evaluate(args.config, args.weights, args.real_holdout),
+        "rendered_holdout": evaluate(args.config, args.weights, args.rendered_holdout),
+        "real_words": real_words(args.config, args.weights),
+        "holdout_rule": "real: the last 25% of IC15_train (samples 3352-4468) and IIIT5k_train (1501-2000), all of "
+                        "SVT_train (rare lmdb split --hold-out 0.25 / 1.0); rendered: rare synth --seed 99 (2,000)",
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    real, rendered = report["real_holdout"], report["rendered_holdout"]
+    for name, d in real["datasets"].items():
+        print(f"real {name}: {d['acc']:.4f} ({d['correct']}/{d['samples']})")
+    print(f"real held-out mean {real['mean']['acc']:.4f}; rendered held-out {rendered['mean']['acc']:.4f}; "
+          f"real_words {report['real_words']['correct']}/{report['real_words']['total']}; wrote {args.json}")
+
+    if args.ship:
+        shipped = PRETRAINED / f"{args.name}.json"
+        previous = json.loads(shipped.read_text())["real_holdout"]["mean"]["acc"] if shipped.is_file() else None
+        if previous is not None and real["mean"]["acc"] <= previous:
+            sys.exit(f"not shipped: real held-out mean {real['mean']['acc']:.4f} <= shipped {previous:.4f}")
+        from rare_portable.weights import read_state, write_state
+
+        write_state(read_state(args.weights), PRETRAINED / f"{args.name}.safetensors")
+        report["weights"] = f"rare_portable/pretrained/{args.name}.safetensors (from {args.weights})"
+        shipped.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+        print(f"shipped {args.name} (real held-out mean {previous} -> {real['mean']['acc']:.4f})")
+
+
+if __name__ == "__main__":
+    main()
