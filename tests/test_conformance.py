@@ -5,7 +5,8 @@ Tolerances (fp32) and why:
 - eval_backbone: activations reach ~700, where one fp32 ulp is 6e-5 and 36 conv layers accumulate
   rounding differently per kernel; we bound max |diff| by 1e-5 of the tensor's largest magnitude
   (measured 2e-6 for both builders).
-- train_logits: |diff| <= 1e-4 + 1e-4 |ref| (numpy allclose), train_loss the same.
+- train_logits: |diff| <= 5e-4 + 1e-4 |ref| (numpy allclose; see test_train_logits_record_is_beyond_1e4_of_float64),
+  train_loss: 1e-4 + 1e-4 |ref|.
 - gradients: ||diff|| / ||ref|| <= 1e-3, except backbone.conv1_1 (see test_first_conv_gradient).
 """
 import numpy as np
@@ -16,6 +17,9 @@ from conftest import MINDOCR_RECORDS
 from rare_portable import build_model
 
 FIRST_CONV = "grad/backbone.conv1_1.conv.weight"
+# MindOCR's record is 1.2e-4 from the same logits in float64, ours 1.1e-4 (AMD Zen 3, AVX2 kernels), so the two
+# fp32 runs may differ by their sum: measured 1.6e-4 on Zen 3 and on Zen 5 (AVX-512); bound with 3x margin.
+TRAIN_LOGITS_ATOL = 5e-4
 
 
 def _rel(a, b):
@@ -44,7 +48,7 @@ def test_train_matches_mindocr(config, backend, mindocr_record):
     net = build_model(config, backend, opts=opts, weights=ckpt, train=True)
     grad_keys = [k for k in record if k.startswith("grad/")]
     logits, loss, grads = train_outputs(net, backend, record["x"], record["targets"], [k[5:] for k in grad_keys])
-    np.testing.assert_allclose(logits, record["train_logits"], atol=1e-4, rtol=1e-4)
+    np.testing.assert_allclose(logits, record["train_logits"], atol=TRAIN_LOGITS_ATOL, rtol=1e-4)
     np.testing.assert_allclose(loss, record["train_loss"], atol=1e-4, rtol=1e-4)
     for key in grad_keys:
         bound = 2e-2 if key == FIRST_CONV else 1e-3
@@ -85,3 +89,20 @@ def test_backbone_record_is_beyond_1e4_of_float64(mindocr_record):
     record_err = np.abs(record["eval_backbone"] - exact).max()
     assert record_err > 1e-4
     assert np.abs(ours - exact).max() < record_err
+
+
+def test_train_logits_record_is_beyond_1e4_of_float64(mindocr_record):
+    """Why train_logits get 5e-4, not 1e-4: MindOCR's own fp32 record sits more than 1e-4 from the same network
+    evaluated in float64, so a 1e-4 bound asks more than fp32 gives; our fp32 logits are within the bound of
+    float64 with room to spare, which shows the bound is about rounding, not a layout error."""
+    import torch
+
+    opts, record, ckpt = mindocr_record("rare_resnet34")
+    logits = {}
+    for dtype in (torch.float32, torch.float64):
+        net = build_model("rare_resnet34", "torch", opts=opts, weights=ckpt, train=True).to(dtype)
+        x = record["x"].astype(np.float64 if dtype == torch.float64 else np.float32)
+        logits[dtype] = train_outputs(net, "torch", x, record["targets"], [])[0].astype(np.float64)
+    exact = logits[torch.float64]
+    assert np.abs(record["train_logits"] - exact).max() > 1e-4
+    assert np.abs(logits[torch.float32] - exact).max() < TRAIN_LOGITS_ATOL / 3
