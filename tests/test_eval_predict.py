@@ -180,9 +180,14 @@ def test_nothing_readable_fails_naming_path_and_key(weights, tmp_path):
 
 
 def test_missing_data_path_fails_naming_it(weights, tmp_path):
-    result = run_eval(weights, "--data", tmp_path / "nowhere")
-    assert result.exit_code == 1
-    assert f"{tmp_path / 'nowhere'}: no such directory" in result.stderr
+    """A typo in a path (e.g. of ../shared/real_validation) stops before any model runs: one line, exit 2."""
+    result = subprocess.run(
+        [sys.executable, "-c", "from rare_portable.cli import main; main()", "eval", "-c", "rare_tiny", "-w",
+         str(weights), "--data", str(tmp_path / "nowhere"), "--json", str(tmp_path / "r.json")],
+        cwd=ROOT, capture_output=True, text=True)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and f"--data {tmp_path / 'nowhere'}: no such file" in result.stderr
+    assert not (tmp_path / "r.json").exists()
 
 
 def test_limit_reads_only_the_first_entries(weights, tree, tmp_path):

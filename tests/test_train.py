@@ -111,8 +111,8 @@ def test_every_shipped_config_reads_as_mindocr_would(name):
         assert s.train_data.input.keep_ratio and s.train_data.input.padding and s.train_data.input.width == 320
     else:  # 0-9a-z: MindOCR lower-cases labels; RecResizeImg(padding: False) is a plain resize
         assert s.train_data.lower and not s.train_data.input.keep_ratio
-        # rare_tiny's recipe for 2 CPU cores clips; MindOCR's 0-9a-z recipes do not
-        assert s.clip_norm == (5.0 if name == "rare_tiny" else None)
+        # our recipes for 2 CPU cores (rare_tiny, rare_small) clip; MindOCR's 0-9a-z recipes do not
+        assert s.clip_norm == (5.0 if name in ("rare_tiny", "rare_small") else None)
 
 
 def test_an_opt_on_either_batch_size_key_wins():
