@@ -20,7 +20,7 @@ import click
 from tqdm import tqdm
 
 from ..cli import WEIGHTS, config_options, resolve_model
-from ..pretrained import DEFAULT_MODEL, shipped_name
+from ..pretrained import DEFAULT_MODEL, PretrainedError, shipped_name
 from ..config import RareConfig, load_config
 from ..data.folder import FolderDataset
 from ..data.lmdb import LmdbDataset, find_lmdb_datasets
@@ -52,8 +52,8 @@ def open_cli_runtime(backend: str, config: RareConfig, weights: str, device: str
 
     name = shipped_name(weights)
     if name is not None and backend in ARTIFACT_BACKENDS:
-        raise click.UsageError(f"-w {name} is a shipped model's weights; {backend} runs an exported file: "
-                               f"rare export -w {name} --format ... -o FILE, then -w FILE")
+        raise PretrainedError(f"-w {name} is a shipped model's weights; {backend} runs an exported file: "
+                              f"rare export -w {name} --format ... -o FILE, then -w FILE")
     try:
         return open_runtime(backend, config, weights, device=device)
     except BackendUnavailable as e:
@@ -150,7 +150,7 @@ def resolve_targets(config: RareConfig, data: Sequence[str], label_files: Sequen
     if missing:  # a typo in a path is not a dataset with problems: stop before any model is loaded
         source = "--data" if given else "eval.dataset"
         raise DataError(f"{source} {missing[0]}: no such file or directory; pass an LMDB, a folder of "
-                               f"them (e.g. ../shared/real_validation) or an image folder with --label-file")
+                        f"them (e.g. ../shared/real_validation) or an image folder with --label-file")
     if not label_files:
         label_files = [os.path.join(root, f) for f in _as_list(dataset_cfg.get("label_file"))]
     if not label_files:
