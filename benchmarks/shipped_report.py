@@ -20,6 +20,9 @@ import tempfile
 from pathlib import Path
 
 from benchmarks import machine
+from rare_portable.config import load_config
+from rare_portable.commands.eval_cmd import metric_options
+from rare_portable.metrics import rec_metric
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared"
@@ -50,12 +53,11 @@ def real_words(config: str, weights: str) -> dict:
         predicted = {name: json.loads(text) for name, text in
                      (line.split("\t")[:2] for line in out.read_text().splitlines())}
 
-    def norm(text):  # MindOCR's metric: lower case, [0-9a-z] only
-        return "".join(c for c in text.lower() if c.isascii() and c.isalnum())
-
     rows = {name: {"label": label.strip(), "predicted": predicted.get(name, "")} for name, label in labels.items()}
-    correct = sum(norm(r["label"]) == norm(r["predicted"]) for r in rows.values())
-    return {"correct": correct, "total": len(rows), "words": rows}
+    score = rec_metric([r["predicted"] for r in rows.values()], [r["label"] for r in rows.values()],
+                       load_config(config).spec.charset,
+                         **metric_options(load_config(config)))  # MindOCR's metric, as `rare eval` scores
+    return {"correct": score["correct"], "total": len(rows), "words": rows}
 
 
 def main(argv=None):
