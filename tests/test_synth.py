@@ -273,14 +273,14 @@ def test_photo_backgrounds_render_and_a_missing_photo_is_named(tmp_path):
 
 
 def test_frequent_words_are_words(monkeypatch):
-    from rare_portable.data import photos
+    from rare_portable.data import resources
 
-    words = photos.frequent_words(500)
+    words = resources.frequent_words(500)
     assert len(words) == 500 and len(set(words)) == 500
     assert {"the", "and", "people"} <= set(words) and all(w.isalpha() for w in words)
     monkeypatch.setitem(__import__("sys").modules, "wordfreq", None)  # as if not installed
-    with pytest.raises(photos.ResourceError, match=r"rare-portable\[synth\]"):
-        photos.frequent_words(10)
+    with pytest.raises(resources.ResourceError, match=r"rare-portable\[synth\]"):
+        resources.frequent_words(10)
 
 
 def test_cli_top_words_and_photos(tmp_path):

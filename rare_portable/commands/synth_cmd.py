@@ -8,7 +8,7 @@ import click
 from tqdm import tqdm
 
 from ..charset import CharsetError, load_charset
-from ..data.photos import ResourceError, frequent_words
+from ..data.resources import ResourceError, frequent_words
 from ..data.samples import DataError
 from ..data.synth import (
     CASES,

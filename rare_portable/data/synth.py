@@ -23,7 +23,7 @@ from PIL import Image, ImageDraw, ImageFont
 
 from ..charset import BUILTIN_LOWER_ALNUM, Charset
 from .lmdb import write_lmdb
-from .photos import background_photos
+from .resources import background_photos
 from .preprocess import decode_image
 from ..errors import UserError
 
@@ -87,7 +87,7 @@ class SynthPlan:
     skipped_user_fonts: Tuple[str, ...] = ()  # "path: reason", for the caller to report
     skipped_lexicon_words: int = 0  # lexicon entries with characters outside the charset
     lower_labels: bool = False  # case "caseless": words are drawn in any case, labelled in lower case
-    photos: Tuple[str, ...] = ()  # background photographs (data/photos.py)
+    photos: Tuple[str, ...] = ()  # background photographs (data/resources.py)
     photo_fraction: float = 0.0  # share of samples drawn on a photograph instead of a synthetic background
 
 
@@ -321,7 +321,7 @@ def make_plan(
     its characters. `lexicon` defaults to the built-in English list; `random_fraction` of the samples are
     random strings over the charset instead. `case="mixed"` also draws Capitalised and UPPER variants;
     `case="caseless"` draws them too and labels them in lower case. `photo_fraction` of the samples are drawn
-    on a crop of one of `photos` (default: `data.photos.background_photos()`).
+    on a crop of one of `photos` (default: `data.resources.background_photos()`).
     """
     chars = tuple(charset.chars if isinstance(charset, Charset) else charset)
     bad = [c for c in chars if not isinstance(c, str) or len(c) != 1]
