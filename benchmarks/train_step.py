@@ -81,8 +81,8 @@ def mindspore_step(config: str, size: int, steps: int) -> float:
     train_step = compiled(TrainStep(NetworkWithLoss(net), optimizer, build_loss_scaler(settings.loss_scale), settings.clip_norm),
                           graph_mode=True)
     images, targets = (ms.Tensor(a) for a in batch(net.spec, size))
-    lr = ms.Tensor(np.float32(settings.schedule.lr))
-    return time_steps(lambda: train_step(images, targets, lr)[0].asnumpy(), steps)
+    lr, attention_weight = ms.Tensor(np.float32(settings.schedule.lr)), ms.Tensor(np.float32(1.0))
+    return time_steps(lambda: train_step(images, targets, lr, attention_weight)[0].asnumpy(), steps)
 
 
 def child(framework: str, config: str, size: int, steps: int) -> None:

@@ -16,6 +16,21 @@ class ArtifactError(UserError, RuntimeError):
     """An artifact that cannot be used as asked; the message names the file and expected vs actual."""
 
 
+def output_folder(output: Path) -> Path:
+    """The folder `output` goes into, created if needed; one that cannot be made or written to is an
+    ArtifactError naming it, raised before anything is exported."""
+    folder = Path(output).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ArtifactError(f"{output}: cannot create the folder {folder} ({e.strerror or e}); "
+                            f"choose an output path in a folder you can write to") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ArtifactError(f"{output}: the folder {folder} is not writable; choose an output path in a folder "
+                            f"you can write to")
+    return folder
+
+
 def sidecar_path(artifact: Path) -> Path:
     return artifact.with_name(artifact.name + ".json")
 

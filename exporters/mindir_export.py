@@ -15,7 +15,7 @@ import numpy as np
 
 from rare_portable.spec import ModelSpec
 
-from .artifact import ArtifactError, sidecar_spec, write_sidecar
+from .artifact import ArtifactError, output_folder, sidecar_spec, write_sidecar
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def export_mindir(net, output, batch: Optional[int] = 1) -> MindirExport:
     output = Path(output)
     if output.suffix != ".mindir":
         raise ArtifactError(f"{output}: MindIR files end in .mindir (mindspore.export appends it)")
-    output.parent.mkdir(parents=True, exist_ok=True)
+    output_folder(output)
     net.set_train(False)
     shape = [batch, i.channels, i.height, i.width]
     example = ms.Tensor(shape=shape, dtype=ms.float32) if batch is None else ms.Tensor(np.zeros(shape, np.float32))

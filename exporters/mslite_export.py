@@ -13,7 +13,7 @@ from typing import Optional
 
 from rare_portable.spec import ModelSpec
 
-from .artifact import sidecar_spec, write_sidecar
+from .artifact import output_folder, sidecar_spec, write_sidecar
 from .onnx_export import export_onnx
 
 
@@ -29,7 +29,7 @@ def export_mslite(net, output, opset: int = 17) -> LiteExport:
     from runtimes.mslite_bridge import LiteBridge
 
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    output_folder(output)
     with tempfile.TemporaryDirectory(prefix="rare-lite-export-") as tmp:
         onnx = export_onnx(net, Path(tmp) / "lite.onnx", flavour="lite", opset=opset)
         bridge = LiteBridge()

@@ -23,7 +23,7 @@ import numpy as np
 
 from rare_portable import __version__
 
-from .artifact import ArtifactError, check_same_spec
+from .artifact import ArtifactError, check_same_spec, output_folder
 from rare_portable.spec import ModelSpec, spec_to_dict
 
 INPUT_NAME, OUTPUT_NAME = "images", "probs"
@@ -104,7 +104,7 @@ def export_onnx(net, output, flavour: str = "standard", opset: int = 17, dynamic
     # Trace with 2 images when the batch is dynamic, so nothing specialises on a batch of 1.
     x = torch.from_numpy(example_batch(spec, 2 if dynamic_batch else batch))
     axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
-    output.parent.mkdir(parents=True, exist_ok=True)
+    output_folder(output)
     fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".onnx", dir=output.parent)
     os.close(fd)
     try:

@@ -24,7 +24,7 @@ from rare_portable.data.preprocess import batch
 from rare_portable.data.synth import render_words
 from rare_portable.spec import ModelSpec
 
-from .artifact import ArtifactError
+from .artifact import ArtifactError, output_folder
 from .onnx_export import INPUT_NAME, read_onnx_spec
 
 METHODS = ("static", "dynamic")
@@ -146,7 +146,7 @@ def quantize_onnx(model_path, output, method: str = "static", calibration: Optio
                             calibrate_method=CalibrationMethod.MinMax,
                             extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
         _copy_metadata(model_path, staged, record)
-        output.parent.mkdir(parents=True, exist_ok=True)
+        output_folder(output)
         os.replace(staged, output)
     read_onnx_spec(output, expected=spec)
     return QuantizedExport(path=output, record=record)

@@ -40,6 +40,51 @@ _MODEL_KEYS = {
         "stn_activation", "loc_channels", "loc_fc_hidden", "align_corners", "padding_mode",
     },
 }
+# Keys an --opt may add to a config that does not write them: MindOCR's rec keys and ours (README lists
+# ours). An --opt naming a key in neither the config nor this list is a typo, refused with "did you mean".
+_DATASET_KEYS = ("type", "dataset_root", "data_dir", "label_file", "sample_ratio", "shuffle", "filter_max_len",
+                 "max_text_len", "transform_pipeline", "output_columns", "net_input_column_index",
+                 "label_column_index", "random_choice_if_none")
+_LOADER_KEYS = ("shuffle", "batch_size", "drop_remainder", "max_rowsize", "num_workers")
+_OPT_KEYS = {
+    "system": ("mode", "distribute", "amp_level", "amp_level_infer", "seed", "log_interval", "val_while_train",
+               "val_start_epoch", "val_interval", "drop_overflow_update", "ckpt_save_policy", "ckpt_max_keep",
+               "refine_batch_size", "device_target"),
+    "common": ("character_dict_path", "num_classes", "max_text_len", "infer_mode", "use_space_char", "batch_size"),
+    "postprocess": ("name", "character_dict_path", "use_space_char", "lower"),
+    "metric": ("name", "main_indicator", "character_dict_path", "ignore_space", "print_flag", "filter_ood", "lower",
+               "ignore_symbol"),
+    "loss": ("name", "reduction", "ignore_index", "label_smoothing"),
+    "scheduler": ("scheduler", "lr", "min_lr", "warmup_epochs", "warmup_factor", "decay_epochs", "num_epochs",
+                  "lr_epoch_stair", "num_cycles"),
+    "optimizer": ("opt", "weight_decay", "filter_bias_and_bn", "no_weight_decay_params", "beta1", "beta2", "eps",
+                  "rho", "momentum", "nesterov", "loss_scale"),
+    "loss_scaler": ("type", "loss_scale", "scale_factor", "scale_window"),
+    "train": ("ckpt_save_dir", "dataset_sink_mode", "clip_grad", "clip_norm", "ema", "ema_decay", "pred_cast_fp32",
+              "gradient_accumulation_steps", "curriculum", "aux_ctc_weight", "attention_warmup_steps",
+              "resume_save_interval", "max_consecutive_nonfinite", "dataset", "loader"),
+    "train.curriculum": ("start_max_len", "epochs"),
+    "train.dataset": _DATASET_KEYS, "train.loader": _LOADER_KEYS,
+    "eval": ("ckpt_load_path", "dataset_sink_mode", "dataset", "loader"),
+    "eval.dataset": _DATASET_KEYS, "eval.loader": _LOADER_KEYS,
+    "predict": ("ckpt_load_path", "dataset_sink_mode", "dataset", "loader"),
+    "predict.dataset": _DATASET_KEYS, "predict.loader": _LOADER_KEYS,
+}  # model.* is checked whole when the spec is built (_MODEL_KEYS)
+_MISSING = object()
+
+
+def _check_opt_key(raw: Mapping[str, Any], key: str, source: str) -> None:
+    """An --opt overrides a key the config has, or adds one rare or MindOCR reads; anything else is refused."""
+    if key.startswith("model.") or get_dotted(raw, key, _MISSING) is not _MISSING:
+        return
+    parent, _, leaf = key.rpartition(".")
+    existing = get_dotted(raw, parent)
+    known = set(_OPT_KEYS.get(parent, ())) | (set(existing) if isinstance(existing, Mapping) else set())
+    if leaf in known or not known:  # no known keys: a section neither MindOCR's configs nor we define
+        return
+    raise ConfigError(f"--opt {key}: {source} has no such key and rare does not read it{_suggest(leaf, known)}")
+
+
 # `rec_resnet34` is MindOCR's fixed ResNet34-vd; `rec_resnet_vd` takes its shape from the config.
 _BACKBONE_PRESETS = {"rec_resnet34": BackboneSpec(), "rec_resnet_vd": None}
 
@@ -92,13 +137,14 @@ def parse_opt(opt: str):
         raise ConfigError(f"--opt {opt!r}: value is not valid yaml ({e.problem})") from None
 
 
-def apply_overrides(raw: Dict[str, Any], opts: Iterable[str]) -> Dict[str, Any]:
+def apply_overrides(raw: Dict[str, Any], opts: Iterable[str], source: str = "the config") -> Dict[str, Any]:
     merged = copy.deepcopy(raw)
     for opt in opts:
         key, value = parse_opt(opt)
         parts = key.split(".")
         if parts[0] not in _TOP_LEVEL:
             raise ConfigError(f"--opt {key}: unknown section {parts[0]!r}{_suggest(parts[0], _TOP_LEVEL)}")
+        _check_opt_key(raw, key, source)
         node = merged
         for depth, part in enumerate(parts[:-1]):
             child = node.get(part)
@@ -121,7 +167,7 @@ def load_config(name_or_path: str, opts: Sequence[str] = ()) -> RareConfig:
         raise ConfigError(f"{path}:{where} malformed yaml: {getattr(e, 'problem', e)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections (model:, common:, ...), got {type(raw).__name__}")
-    raw = apply_overrides(raw, opts)
+    raw = apply_overrides(raw, opts, str(path))
     try:
         return RareConfig(spec=spec_from_config(raw, name=path.stem), raw=raw, source=str(path))
     except (ConfigError, SpecError, ValueError) as e:

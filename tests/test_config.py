@@ -49,12 +49,31 @@ def test_overrides_are_yaml_typed_and_reach_the_spec():
     (["eval.dataset.transform_pipeline=[{RecResizeNormForInfer: {target_height: 48, target_width: 100}}]"],
      "disagree on the input height"),
     (["common.character_dict_path=nowhere/missing.txt"], "dictionary nowhere/missing.txt not found"),
+    (["common.nosuchkey=3"], "--opt common.nosuchkey: "),
+    (["common.batch_sise=8"], "(did you mean 'batch_size'?)"),
+    (["train.loader.num_worker=2"], "(did you mean 'num_workers'?)"),
 ])
 def test_bad_configs_name_the_key(opts, message):
     with pytest.raises(ConfigError) as err:
         load_config("rare_tiny", opts)
     assert message in str(err.value)
     assert "rare_tiny.yaml" in str(err.value) or str(err.value).startswith("--opt ")
+
+
+def test_an_opt_may_add_a_key_rare_or_mindocr_reads():
+    """rare_resnet34.yaml writes no curriculum, device target or label smoothing: an --opt adds them."""
+    cfg = load_config("rare_resnet34", ["train.curriculum.epochs=0.2", "system.device_target=CPU",
+                                        "loss.label_smoothing=0.1", "train.ema=True"])
+    assert cfg.section("train.curriculum.epochs") == 0.2 and cfg.section("loss.label_smoothing") == 0.1
+
+
+def test_an_unknown_opt_key_is_one_line_exit_2_from_the_cli():
+    run = subprocess.run([sys.executable, "-c", "from rare_portable.cli import main; main()", "eval", "-c", "rare_tiny",
+                          "--opt", "common.nosuchkey=3", "--data", "nowhere"], capture_output=True, text=True)
+    assert run.returncode == 2
+    assert run.stderr.strip().splitlines() == [
+        f"Error: --opt common.nosuchkey: {CONFIG_DIR / 'rare_tiny.yaml'} has no such key and rare does not read it "
+        f"(known: batch_size, character_dict_path, infer_mode, max_text_len, num_classes, use_space_char)"]
 
 
 def test_malformed_yaml_names_file_and_line(tmp_path):

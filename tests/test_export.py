@@ -244,6 +244,11 @@ def test_cli_export_convert_parity(tmp_path):
     assert "not on PATH" in run.stdout and "OpAdapter for LSTM" in run.stderr
     run = rare("export", "-c", "rare_tiny", "--format", "onnx", "-o", "m.mindir")
     assert run.returncode == 1 and "a onnx file ends in .onnx" in run.stderr
+    for fmt, name in (("onnx", "x.onnx"), ("mindir", "x.mindir")):  # a folder that cannot be made: one line, exit 2
+        run = rare("export", "-c", "rare_tiny", "--format", fmt, "-o", f"/proc/nonexistent/{name}")
+        assert run.returncode == 2 and run.stderr.strip().splitlines() == [
+            f"Error: /proc/nonexistent/{name}: cannot create the folder /proc/nonexistent (No such file or directory); "
+            f"choose an output path in a folder you can write to"], run.stderr
     run = rare("parity", "-c", "rare_tiny", "--backend", "onnxruntime", "--backend", "mindspore", "--words", "4",
                "--json", "report.json")
     assert run.returncode == 0, run.stdout + run.stderr

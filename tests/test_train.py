@@ -465,6 +465,64 @@ def test_auxiliary_ctc_trains_beside_the_network_and_resumes_exactly(data_root, 
         trainer(tiny_opts(data_root, tmp_path / "bad", "train.aux_ctc_weight=-1"))
 
 
+def test_label_smoothing_is_torch_s_and_the_logged_loss_stays_plain():
+    """loss.label_smoothing: the objective is PyTorch's smoothed cross-entropy (padding ignored); the loss the
+    trainer logs is the unsmoothed one, so runs with and without smoothing log the same quantity."""
+    import mindspore as ms
+    import torch
+
+    from rare_portable.train.step import NetworkWithLoss
+
+    config = load_config("rare_tiny", ["common.max_text_len=4", "model.head.batch_max_length=4"])
+    network = build_model(config, "mindspore", seed=0, train=True)
+    smoothed = NetworkWithLoss(network, label_smoothing=0.1)
+    rng = np.random.default_rng(0)
+    images = rng.uniform(-1, 1, (3, 3, 32, 100)).astype(np.float32)
+    targets = np.zeros((3, 6), np.int32)
+    for row, chars in enumerate([[12, 13], [14, 12, 31], [37]]):  # class 1 is STOP, 0 padding
+        targets[row, 1:1 + len(chars)], targets[row, 1 + len(chars)] = chars, 1
+    objective, logged = (float(t.asnumpy()) for t in smoothed(ms.Tensor(images), ms.Tensor(targets),
+                                                              ms.Tensor(np.float32(1.0))))
+    logits = torch.from_numpy(network(ms.Tensor(images), ms.Tensor(targets)).asnumpy())
+    labels = torch.from_numpy(targets[:, 1:1 + logits.shape[1]].astype(np.int64)).reshape(-1)
+    logits = logits.reshape(-1, logits.shape[-1])
+    assert objective == pytest.approx(float(torch.nn.functional.cross_entropy(
+        logits, labels, ignore_index=0, label_smoothing=0.1)), rel=1e-5)
+    assert logged == pytest.approx(float(torch.nn.functional.cross_entropy(logits, labels, ignore_index=0)), rel=1e-5)
+    assert abs(objective - logged) > 1e-3
+    with pytest.raises(ConfigError, match="label_smoothing"):
+        read_settings(load_config("rare_tiny", ["loss.label_smoothing=1.5"]))
+    with pytest.raises(ConfigError, match="loss.name"):
+        read_settings(load_config("rare_tiny", ["loss.name=CTCLoss"]))
+
+
+def test_attention_warmup_trains_the_encoder_through_ctc_alone_first(data_root, tmp_path):
+    """train.attention_warmup_steps=3: the decoder (trained by the attention loss only) stays as initialised
+    for 3 steps while the encoder moves; from step 4 on the decoder trains too."""
+    opts = tiny_opts(data_root, tmp_path / "run", "train.aux_ctc_weight=0.5", "train.attention_warmup_steps=3",
+                     "optimizer.weight_decay=0")  # no decay: a weight without gradient stays put
+    t = trainer(opts)
+    decoder, encoder = "head.generator.weight", "neck.seq_encoder.weight_ih_l0"
+    before = {k: v for k, v in get_state(t.network).items() if k in (decoder, encoder)}
+    assert set(before) == {decoder, encoder}
+    seen = {}
+    t.on_step = lambda info: seen.__setitem__(info.global_step, {k: get_state(t.network)[k] for k in before})
+    assert t.run().stop_reason == "completed"
+    for step in (1, 2, 3):
+        assert np.array_equal(seen[step][decoder], before[decoder]), step
+    assert np.abs(seen[3][encoder] - before[encoder]).max() > 1e-6  # lr is 0 at step 1 (warmup from 0)
+    assert np.abs(seen[4][decoder] - before[decoder]).max() > 1e-6
+    with pytest.raises(ConfigError, match="aux_ctc_weight"):
+        trainer(tiny_opts(data_root, tmp_path / "bad", "train.attention_warmup_steps=3"))
+
+
+def test_an_on_step_hook_that_returns_true_stops_and_saves(data_root, tmp_path):
+    opts = tiny_opts(data_root, tmp_path / "run")
+    stopped = run(opts, on_step=lambda info: info.global_step == 3)
+    assert stopped.stop_reason == "stopped_by_hook" and "--resume auto" in stopped.message
+    assert ckpt.LoopState.from_arrays(read_state(tmp_path / "run" / "train_resume.ckpt")).global_step == 3
+
+
 # ----------------------------------------------------------------------------------- fine-tuning
 
 
@@ -613,7 +671,7 @@ def test_two_msrun_workers_equal_one_process_averaging_their_gradients(data_root
                 batch = t.loader.load(epoch, step)
                 for p, value in zip(statistics, start):
                     ms.ops.assign(p, ms.Tensor(value))
-                _, g = grad(ms.Tensor(batch.images), ms.Tensor(batch.targets))
+                _, g = grad(ms.Tensor(batch.images), ms.Tensor(batch.targets), ms.Tensor(np.float32(1.0)))
                 grads.append([x.asnumpy() for x in g])
                 after.append([p.asnumpy().copy() for p in statistics])
             for p, a, b in zip(statistics, *after):

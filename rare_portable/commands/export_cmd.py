@@ -47,6 +47,9 @@ def export(config, opts, weights, fmt, output, dynamic_batch, batch, opset, simp
         raise click.ClickException(f"--int8 needs --format onnx (ONNX Runtime runs int8 models), not {fmt}")
     if calibration and int8 != "static":
         raise click.ClickException("--calibration is for --int8 static; dynamic int8 needs no calibration images")
+    from exporters.artifact import output_folder
+
+    output_folder(output)  # before the network is built: a bad folder fails at once, nothing written
     if fmt == "mindir":
         from exporters.mindir_export import export_mindir
         from runtimes.mindspore_rt import set_device
@@ -86,7 +89,6 @@ def export(config, opts, weights, fmt, output, dynamic_batch, batch, opset, simp
     if int8 == "static":
         calibration_set = (lmdb_calibration(net.spec, calibration, calibration_images) if calibration
                            else rendered_calibration(net.spec, calibration_images))
-    output.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="rare-export-", dir=output.parent) as tmp:
         quantized = quantize_onnx(export_fp32(Path(tmp) / output.name), output, int8, calibration_set)
     record = quantized.record

@@ -261,11 +261,12 @@ def set_state(net: nn.Cell, state: Dict[str, np.ndarray]) -> None:
 
 
 class AttentionLoss(nn.Cell):
-    """MindOCR `AttentionLoss`: cross-entropy of step t against targets[:, t + 1], padding (0) ignored."""
+    """MindOCR `AttentionLoss`: cross-entropy of step t against targets[:, t + 1], padding (0) ignored;
+    `label_smoothing` > 0 is our extension (MindSpore's own smoothing of the cross-entropy)."""
 
-    def __init__(self):
+    def __init__(self, label_smoothing: float = 0.0):
         super().__init__()
-        self.criterion = nn.CrossEntropyLoss(reduction="mean", ignore_index=0)
+        self.criterion = nn.CrossEntropyLoss(reduction="mean", ignore_index=0, label_smoothing=float(label_smoothing))
 
     def construct(self, logits, targets):
         labels = targets[:, 1:1 + logits.shape[1]].astype(ms.int32)

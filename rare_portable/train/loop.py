@@ -27,6 +27,7 @@ from .step import NetworkWithLoss, TrainStep, compiled
 from .validate import Validator, load_eval_sets
 
 COMPLETED, INTERRUPTED, TIME_LIMIT, NONFINITE = "completed", "interrupted", "time_limit", "nonfinite"
+STOPPED_BY_HOOK = "stopped_by_hook"
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ class StepInfo:
 @dataclass
 class TrainResult:
     output_dir: Path
-    stop_reason: str  # completed, interrupted, time_limit or nonfinite
+    stop_reason: str  # completed, interrupted, time_limit, nonfinite or stopped_by_hook
     message: str
     state: ckpt.LoopState
     last_validation: Optional[Dict]
@@ -112,6 +113,7 @@ def train(config: RareConfig, opts: Sequence[str] = (), *, resume: Optional[str]
           weights: Optional[str] = None, force: bool = False, time_limit_s: Optional[float] = None,
           on_step: Optional[Callable[[StepInfo], None]] = None, echo: Callable[[str], None] = tqdm.write) -> TrainResult:
     """Train as `config` says; `resume` ("auto" or a train_resume.ckpt) continues a run, `weights` fine-tunes.
+    `on_step` sees every step; when it returns True the run saves and stops there, as on Ctrl-C.
 
     `opts` are the --opt overrides `config` was loaded with (see settings.read_settings)."""
     return Trainer(config, read_settings(config, opts), resume=resume, weights=weights, force=force,
@@ -166,7 +168,7 @@ class Trainer:
         # The auxiliary CTC loss reads the encoder, so it takes the model itself: AMP casts its cells in place,
         # and NetworkWithLoss casts the outputs to float32 as AMP's wrapper would.
         net_with_loss = NetworkWithLoss(model if settings.aux_ctc_weight else self.network, settings.aux_ctc_weight,
-                                        settings.seed)
+                                        settings.seed, settings.label_smoothing)
         self.schedule = lr_schedule(settings.schedule, self.plan.steps_per_epoch)
         self.optimizer = build_optimizer(net_with_loss.trainable_params(), settings.optimizer, self.schedule[0])
         self.loss_scaler = build_loss_scaler(settings.loss_scale)
@@ -252,6 +254,11 @@ class Trainer:
         if s.aux_ctc_weight:
             self.log(f"auxiliary CTC loss on the encoder, weight {s.aux_ctc_weight:g} (training only; the logged loss "
                      f"is the attention loss)")
+        if s.attention_warmup_steps:
+            self.log(f"the first {s.attention_warmup_steps} steps train through the auxiliary CTC loss alone "
+                     f"(train.attention_warmup_steps)")
+        if s.label_smoothing:
+            self.log(f"label smoothing {s.label_smoothing:g} in the objective (the logged loss is not smoothed)")
         if s.curriculum:
             self.log(f"curriculum: labels up to {s.curriculum.start_max_len} characters at first, all lengths after "
                      f"{plan.curriculum_steps} steps")
@@ -282,8 +289,9 @@ class Trainer:
                 try:
                     for step, batch in batches:
                         lr = float(self.schedule[state.global_step])
+                        attention = 0.0 if state.global_step < s.attention_warmup_steps else 1.0
                         loss, finite = self.train_step(ms.Tensor(batch.images), ms.Tensor(batch.targets),
-                                                       ms.Tensor(np.float32(lr)))
+                                                       ms.Tensor(np.float32(lr)), ms.Tensor(np.float32(attention)))
                         loss, finite = float(loss.asnumpy()), bool(finite.asnumpy())
                         state.step_in_epoch, state.global_step = step + 1, state.global_step + 1
                         if finite:
@@ -305,8 +313,10 @@ class Trainer:
                             self._log_steps(interval_losses, lr, interval_images, time.monotonic() - interval_started,
                                             time.monotonic() - started)
                             interval_losses, interval_images, interval_started = [], 0, time.monotonic()
-                        if self.on_step is not None:
-                            self.on_step(StepInfo(state.epoch, state.step_in_epoch, state.global_step, loss, finite, lr))
+                        if self.on_step is not None and self.on_step(
+                                StepInfo(state.epoch, state.step_in_epoch, state.global_step, loss, finite, lr)):
+                            stop_reason = STOPPED_BY_HOOK
+                            break
                         ends_epoch = state.step_in_epoch == self.plan.steps_per_epoch  # _end_epoch saves then
                         if s.resume_save_interval and state.global_step % s.resume_save_interval == 0 and not ends_epoch:
                             self._save_resumable()
@@ -423,6 +433,8 @@ class Trainer:
             return f"stopped by {signal_name or 'another rank'} at {where}; {saved}; {resume}"
         if reason == TIME_LIMIT:
             return f"time limit reached at {where}; {saved}; {resume}"
+        if reason == STOPPED_BY_HOOK:
+            return f"stopped by the caller's on_step hook at {where}; {saved}; {resume}"
         return (f"stopped: {state.consecutive_nonfinite} consecutive steps had non-finite gradients (NaN/inf loss) at "
                 f"{where}; the weights are those of the last finite step, saved in {out / ckpt.RESUME_NAME}. Lower "
                 f"scheduler.lr, turn on train.clip_grad, or check the data, then {resume}")

@@ -1,9 +1,8 @@
 """Everything `rare train` reads from a config, read and checked once, before any data or network is touched.
 
 Keys are MindOCR's (tools/train.py and the builders it calls), so its rec yaml trains unchanged. Keys we
-add are few and named in the README: `train.curriculum`, `train.aux_ctc_weight`, `train.resume_save_interval`,
-`train.max_consecutive_nonfinite`,
-`system.device_target`, and `optimizer.opt: adadelta` (MindOCR has no Adadelta; DTRB trains with it).
+add are few and named in the README: `train.curriculum`, `train.aux_ctc_weight`, `train.attention_warmup_steps`,
+`train.resume_save_interval`, `train.max_consecutive_nonfinite`, `loss.label_smoothing`, `system.device_target`, and `optimizer.opt: adadelta` (MindOCR has no Adadelta; DTRB trains with it).
 """
 from __future__ import annotations
 
@@ -107,6 +106,8 @@ class TrainSettings:
     loss_scale: LossScaleSettings
     curriculum: Optional[CurriculumSettings]
     aux_ctc_weight: float  # 0: off; else the weight of a training-only CTC loss on the encoder (train/step.py)
+    attention_warmup_steps: int  # the first steps train the encoder through the auxiliary CTC loss alone
+    label_smoothing: float  # loss.label_smoothing: 0 is MindOCR's AttentionLoss
     resume_save_interval: int  # steps; 0: train_resume.ckpt only at epoch ends and on a stop
     max_consecutive_nonfinite: int
     pretrained: Optional[Path]
@@ -152,6 +153,8 @@ def read_settings(config: RareConfig, opts: Sequence[str] = ()) -> TrainSettings
         loss_scale=_loss_scale(raw.get("loss_scaler")),
         curriculum=_curriculum(get_dotted(raw, "train.curriculum"), max_text_len),
         aux_ctc_weight=_aux_ctc_weight(_section(raw, "train")),
+        attention_warmup_steps=_attention_warmup_steps(_section(raw, "train")),
+        label_smoothing=_label_smoothing(_section(raw, "loss")),
         resume_save_interval=_int(_section(raw, "train"), "train.resume_save_interval", DEFAULT_RESUME_SAVE_INTERVAL,
                                   minimum=0),
         max_consecutive_nonfinite=_int(_section(raw, "train"), "train.max_consecutive_nonfinite",
@@ -328,6 +331,28 @@ def _aux_ctc_weight(train: Mapping[str, Any]) -> float:
     if weight < 0:
         raise ConfigError(f"train.aux_ctc_weight must be >= 0 (0 turns the auxiliary CTC loss off), got {weight}")
     return weight
+
+
+def _attention_warmup_steps(train: Mapping[str, Any]) -> int:
+    steps = _int(train, "train.attention_warmup_steps", 0, minimum=0)
+    if steps and not train.get("aux_ctc_weight"):
+        raise ConfigError("train.attention_warmup_steps trains the encoder through the auxiliary CTC loss first: "
+                          "set train.aux_ctc_weight > 0 too, or drop attention_warmup_steps")
+    return steps
+
+
+def _label_smoothing(loss: Mapping[str, Any]) -> float:
+    """MindOCR's AttentionLoss (mean over characters, padding ignored) plus our `label_smoothing` key."""
+    _check_known(loss, "loss", ("name", "reduction", "ignore_index", "label_smoothing"))
+    if loss.get("name", "AttentionLoss") != "AttentionLoss":
+        raise ConfigError(f"loss.name {loss.get('name')!r} is not supported by rare train; use AttentionLoss")
+    if loss.get("reduction", "mean") != "mean" or loss.get("ignore_index", 0) != 0:
+        raise ConfigError("loss: rare train computes AttentionLoss with reduction mean and ignore_index 0 (padding); "
+                          "drop the other values")
+    smoothing = _float(loss, "loss.label_smoothing", 0.0)
+    if smoothing >= 1:
+        raise ConfigError(f"loss.label_smoothing must be in [0, 1), got {smoothing}")
+    return smoothing
 
 
 def _optional_path(value: Any, key: str) -> Optional[Path]:

@@ -49,23 +49,37 @@ class AuxiliaryCTC(nn.Cell):
 
 class NetworkWithLoss(nn.Cell):
     """MindOCR's AttentionLoss on the teacher-forced logits, in float32 whatever the network computes in, plus
-    `aux_ctc_weight` x an auxiliary CTC loss when that is on. Returns (objective, attention loss)."""
+    `aux_ctc_weight` x an auxiliary CTC loss when that is on. Returns (objective, attention loss): the second,
+    which the trainer logs, is the plain cross-entropy even when the objective smooths the labels, so runs
+    with and without smoothing log the same quantity.
 
-    def __init__(self, network: nn.Cell, aux_ctc_weight: float = 0.0, seed: int = 0):
+    `attention_weight` (an input of the step, like the lr) scales the attention loss in the objective: 0 while
+    `train.attention_warmup_steps` lets CTC alone shape the encoder first. (A Parameter set from Python
+    between steps was measured not to reach the compiled step.)"""
+
+    def __init__(self, network: nn.Cell, aux_ctc_weight: float = 0.0, seed: int = 0, label_smoothing: float = 0.0):
         super().__init__(auto_prefix=False)  # keep MindOCR's parameter names
         self.network = network
         self.loss = AttentionLoss()
+        self.smoothing = float(label_smoothing)
+        self.smoothed_loss = AttentionLoss(self.smoothing) if self.smoothing > 0 else self.loss
         self.aux_ctc_weight = float(aux_ctc_weight)
         if self.aux_ctc_weight > 0:
             self.aux_ctc = AuxiliaryCTC(network.spec.neck.out_channels, network.spec.num_classes, seed)
 
-    def construct(self, images, targets):
+    def attention_losses(self, logits, targets):
+        """(what the objective uses, what is logged)."""
+        logits = logits.astype(ms.float32)
+        loss = self.loss(logits, targets)
+        return (self.smoothed_loss(logits, targets) if self.smoothing > 0 else loss), loss
+
+    def construct(self, images, targets, attention_weight):
         if self.aux_ctc_weight <= 0:
-            loss = self.loss(self.network(images, targets).astype(ms.float32), targets)
-            return loss, loss
+            objective, loss = self.attention_losses(self.network(images, targets), targets)
+            return attention_weight * objective, loss
         features = self.network.encode(images)
-        loss = self.loss(self.network.head(features, targets).astype(ms.float32), targets)
-        return loss + self.aux_ctc_weight * self.aux_ctc(features, targets), loss
+        objective, loss = self.attention_losses(self.network.head(features, targets), targets)
+        return attention_weight * objective + self.aux_ctc_weight * self.aux_ctc(features, targets), loss
 
 
 class GradientsUnchanged(nn.Cell):
@@ -85,7 +99,7 @@ class TrainStep(nn.Cell):
     def __init__(self, net_with_loss: NetworkWithLoss, optimizer, loss_scaler, clip_norm: Optional[float],
                  grad_reducer: Optional[nn.Cell] = None):
         super().__init__(auto_prefix=False)
-        self.statistics = ParameterTuple(p for p in net_with_loss.get_parameters() if not p.requires_grad)
+        self.statistics = ParameterTuple(p for p in net_with_loss.network.get_parameters() if not p.requires_grad)
         self.statistics_before = self.statistics.clone(prefix="statistics_before_step", init="zeros")
         self.net_with_loss = net_with_loss
         self.optimizer = optimizer
@@ -95,14 +109,15 @@ class TrainStep(nn.Cell):
         self.grad_reducer = grad_reducer if grad_reducer is not None else GradientsUnchanged()
         self.value_and_grad = ms.value_and_grad(self.scaled_objective, None, optimizer.parameters, has_aux=True)
 
-    def scaled_objective(self, images, targets):
-        objective, loss = self.net_with_loss(images, targets)
+    def scaled_objective(self, images, targets, attention_weight):
+        objective, loss = self.net_with_loss(images, targets, attention_weight)
         return self.loss_scaler.scale(objective), loss
 
-    def construct(self, images, targets, lr):
+    def construct(self, images, targets, lr, attention_weight):
+        """`attention_weight` scales the attention loss (1: MindOCR's objective; 0: auxiliary CTC alone)."""
         for saved, statistic in zip(self.statistics_before, self.statistics):
             ops.assign(saved, statistic)
-        (_, loss), grads = self.value_and_grad(images, targets)
+        (_, loss), grads = self.value_and_grad(images, targets, attention_weight)
         grads = self.grad_reducer(grads)
         finite = amp.all_finite(grads)
         if finite:

@@ -1,0 +1,190 @@
+"""How many steps a fresh RARE spends on its attention plateau, per training recipe, over several seeds.
+
+A RARE trained from scratch first learns only the language prior (loss ~2.2-2.9 per character, attention
+spread over the whole image) and reads nothing until the attention locks onto the characters. This
+study trains `rare_tiny` from random weights with each candidate recipe below and records the step at
+which the attention loss per character (mean of the last 20 steps, never label-smoothed) first falls
+below 1.0: "steps to escape". A run stops there (or at --cap steps, reported as "> cap") and reads a
+held-out set, so an escape is checked to be reading. Each candidate changes one thing from rare_tiny.yaml.
+
+Data: 64,000 words from `rare synth` (the demo's renderer settings: caseless, system fonts when
+scripts/install_fonts.sh ran, photo backgrounds), seed 31; 1,000 held-out words, seed 32. Seeds change the
+initial weights and the batch order; the data stays the same. Runs go seed by seed across candidates, and a
+finished run's record is kept, so an interrupted study continues where it stopped. A candidate gets its next
+seed only while every seed so far escaped within the cap: one seed past the cap already fails the goal, and
+on 2 CPU cores a capped run costs ~9 minutes.
+
+    python -m benchmarks.plateau [--seeds 1 2 3] [--cap 600] [--only baseline adadelta ...]
+
+Writes benchmarks/results/plateau/<candidate>_seed<k>.json per run and benchmarks/results/plateau.json
+(the summary, with the machine). Goal (issue 11): no seed above 400 steps.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from benchmarks import machine
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+RUNS = ROOT / "runs" / "plateau"
+SYSTEM_FONTS = Path("/usr/share/fonts")
+ESCAPE_LOSS = 1.0
+WINDOW = 20
+MARKS = (2.0, 1.5, 1.0)
+GOAL_STEPS = 400
+TRAIN_WORDS, HELD_OUT_WORDS = 64_000, 1_000
+
+# Each candidate is rare_tiny.yaml plus these --opt overrides (one change each), likeliest to escape first.
+CANDIDATES = {
+    # CTC alone shapes the encoder for 200 steps, then the attention loss joins.
+    "ctc_warmup": ["train.attention_warmup_steps=200"],
+    # DTRB's recipe: Adadelta, lr 1 (constant), rho 0.95, eps 1e-8, no weight decay, clip 5.
+    "adadelta": ["optimizer.opt=adadelta", "optimizer.rho=0.95", "optimizer.eps=1e-8", "optimizer.weight_decay=0",
+                 "scheduler.scheduler=constant", "scheduler.lr=1.0"],
+    "baseline": [],  # AdamW 2e-3, clip 5, short-word curriculum over 0.5 epoch (1,000 steps), aux CTC 2.0
+    "label_smoothing": ["loss.label_smoothing=0.1"],
+    # Short words for 200 steps instead of 1,000; and no curriculum at all.
+    "fast_curriculum": ["train.curriculum.epochs=0.1"],
+    "no_curriculum": ["train.curriculum=null"],
+}
+
+
+def render(split: str, count: int, seed: int) -> Path:
+    from rare_portable.data.lmdb import LmdbDataset
+
+    path = RUNS / "data" / split
+    if (path / "data.mdb").exists() and len(LmdbDataset(path)) == count:
+        return path
+    fonts = ["--fonts", str(SYSTEM_FONTS)] if SYSTEM_FONTS.is_dir() else []
+    subprocess.run([sys.executable, "-c", "from rare_portable.cli import main; main()", "synth", "-o", str(path),
+                    "-n", str(count), "--seed", str(seed), "--case", "caseless", "--top-words", "50000",
+                    "--photo-fraction", "0.3", "--random-fraction", "0.15", "--image-format", "jpg", *fonts,
+                    "--overwrite"], check=True)
+    return path
+
+
+def run_opts(candidate: str, seed: int) -> list:
+    out = RUNS / f"{candidate}_seed{seed}"
+    return ["system.distribute=False", "system.val_while_train=False", "system.log_interval=10",
+            f"system.seed={seed}", f"train.dataset.dataset_root={RUNS / 'data'}", "train.dataset.data_dir=train",
+            f"train.ckpt_save_dir={out}", *CANDIDATES[candidate]]
+
+
+def one_run(candidate: str, seed: int, cap: int) -> dict:
+    """Train until the escape or the cap (in this process), then read the held-out words."""
+    import numpy as np
+
+    from rare_portable.config import load_config
+    from rare_portable.train import train
+
+    opts = run_opts(candidate, seed)
+    config = load_config("rare_tiny", opts)
+    losses, marks = [], {}
+
+    def on_step(info) -> bool:
+        if info.finite:
+            losses.append(info.loss)
+        mean = float(np.mean(losses[-WINDOW:])) if len(losses) >= WINDOW else float("inf")
+        for mark in MARKS:
+            if mean < mark and str(mark) not in marks:
+                marks[str(mark)] = info.global_step
+        return mean < ESCAPE_LOSS or info.global_step >= cap
+
+    started = time.perf_counter()
+    result = train(config, opts, force=True, on_step=on_step, echo=lambda m: None)
+    seconds = time.perf_counter() - started
+    steps = result.state.global_step
+    held_out = RUNS / f"{candidate}_seed{seed}" / "held_out.json"
+    subprocess.run([sys.executable, "-c", "from rare_portable.cli import main; main()", "eval", "-c", "rare_tiny",
+                    "-w", str(result.output_dir / "last.ckpt"), "--data", str(RUNS / "data" / "heldout"),
+                    "--json", str(held_out)], check=True, stdout=subprocess.DEVNULL)
+    accuracy = json.loads(held_out.read_text())["datasets"][0]["acc"]
+    escaped = str(ESCAPE_LOSS) in marks
+    return {
+        "candidate": candidate, "seed": seed, "opts": CANDIDATES[candidate], "cap": cap,
+        "steps_to_escape": marks.get(str(ESCAPE_LOSS)), "escaped": escaped, "steps_run": steps,
+        "steps_to_loss": marks, "held_out_acc_at_stop": accuracy,
+        "loss_every_10_steps": [round(float(np.mean(losses[i:i + 10])), 4) for i in range(0, len(losses), 10)],
+        "train_seconds": round(seconds, 1), "images_per_second": round(result.images_per_second, 1),
+        "stop_reason": result.stop_reason, "nonfinite_steps": result.state.nonfinite_steps,
+    }
+
+
+def summarise(records: list, cap: int) -> dict:
+    by_candidate = {}
+    for name in CANDIDATES:
+        runs = sorted((r for r in records if r["candidate"] == name and r["cap"] >= cap), key=lambda r: r["seed"])
+        if not runs:
+            continue
+        steps = [r["steps_to_escape"] for r in runs]
+        by_candidate[name] = {
+            "opts": CANDIDATES[name], "seeds": [r["seed"] for r in runs],
+            "steps_to_escape": [s if s is not None else f"> {r['steps_run']}" for s, r in zip(steps, runs)],
+            "worst": (max(steps) if all(s is not None for s in steps) else f"> {cap}"),
+            "held_out_acc_at_stop": [r["held_out_acc_at_stop"] for r in runs],
+            "meets_goal": len(runs) >= 3 and all(s is not None and s <= GOAL_STEPS for s in steps),
+            "loss_at_cap_or_stop": [r["loss_every_10_steps"][-1] for r in runs],
+        }
+    return by_candidate
+
+
+def table(summary: dict) -> str:
+    lines = ["| candidate | steps to escape (per seed) | worst | held-out acc at stop | goal (<= 400, 3 seeds) |",
+             "| --- | --- | --- | --- | --- |"]
+    for name, s in summary.items():
+        accs = " / ".join(f"{a:.1%}" for a in s["held_out_acc_at_stop"])
+        lines.append(f"| {name} | {' / '.join(map(str, s['steps_to_escape']))} | {s['worst']} | {accs} | "
+                     f"{'met' if s['meets_goal'] else 'not met'} |")
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--cap", type=int, default=600, help="steps; a run that has not escaped by then stops")
+    parser.add_argument("--only", nargs="+", choices=sorted(CANDIDATES), default=list(CANDIDATES))
+    parser.add_argument("--run", nargs=2, metavar=("CANDIDATE", "SEED"), help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    records_dir = RESULTS / "plateau"
+    records_dir.mkdir(parents=True, exist_ok=True)
+    if args.run:  # one run, in a fresh process (its own MindSpore graphs and seeds)
+        candidate, seed = args.run[0], int(args.run[1])
+        record = one_run(candidate, seed, args.cap)
+        (records_dir / f"{candidate}_seed{seed}.json").write_text(json.dumps(record, indent=1))
+        return
+    render("train", TRAIN_WORDS, 31)
+    render("heldout", HELD_OUT_WORDS, 32)
+    host = machine.describe()
+    for seed in args.seeds:
+        for candidate in args.only:
+            path = records_dir / f"{candidate}_seed{seed}.json"
+            if path.is_file() and json.loads(path.read_text())["cap"] >= args.cap:
+                continue
+            earlier = [records_dir / f"{candidate}_seed{s}.json" for s in args.seeds[:args.seeds.index(seed)]]
+            if any(not p.is_file() or not json.loads(p.read_text())["escaped"] for p in earlier):
+                print(f"{candidate}, seed {seed}: not run (an earlier seed did not escape within the cap)")
+                continue
+            print(f"{candidate}, seed {seed} ...", flush=True)
+            subprocess.run([sys.executable, "-m", "benchmarks.plateau", "--cap", str(args.cap),
+                            "--run", candidate, str(seed)], cwd=ROOT, check=True)
+            record = json.loads(path.read_text())
+            print(f"  escaped at step {record['steps_to_escape']} (ran {record['steps_run']}, "
+                  f"{record['train_seconds']:.0f} s), held-out {record['held_out_acc_at_stop']:.1%}", flush=True)
+    records = [json.loads(p.read_text()) for p in sorted(records_dir.glob("*.json"))]
+    summary = summarise(records, args.cap)
+    report = {"escape": f"attention loss per character, mean of the last {WINDOW} steps, below {ESCAPE_LOSS}",
+              "config": "rare_tiny", "train_words": TRAIN_WORDS, "held_out_words": HELD_OUT_WORDS,
+              "cap": args.cap, "goal_steps": GOAL_STEPS, "candidates": summary, "machine": machine.finish(host)}
+    (RESULTS / "plateau.json").write_text(json.dumps(report, indent=1))
+    print(table(summary))
+    print(f"wrote {RESULTS / 'plateau.json'}")
+
+
+if __name__ == "__main__":
+    main()
