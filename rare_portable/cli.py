@@ -25,6 +25,7 @@ COMMANDS = {
     "mslite-setup": "rare_portable.commands.export_cmd:mslite_setup",
     "parity": "rare_portable.commands.parity_cmd:parity",
     "train": "rare_portable.commands.train_cmd:train",
+    "doctor": "rare_portable.commands.doctor_cmd:doctor",
 }
 
 

@@ -325,3 +325,55 @@ def test_width_sorted_batches_keep_input_order_in_predict_and_eval(keep_ratio_co
     assert result.exit_code == 0, result.stderr
     (row,) = json.loads((tmp_path / "e.json").read_text())["datasets"]
     assert (row["samples"], row["acc"]) == (len(labelled), 1.0)
+
+
+# --- several backends side by side -------------------------------------------------------------------
+
+
+def test_eval_runs_backends_side_by_side_and_counts_words_that_differ(reading_weights, tmp_path):
+    """torch and ONNX Runtime on the same export agree word for word; an ONNX file of other weights is
+    counted as disagreeing, with examples; two candidate files in --artifacts are refused, named."""
+    from mindocr_recipe import recipe
+    from exporters.onnx_export import export_onnx
+    from rare_portable import get_state
+    from rare_portable.data.preprocess import decode_image
+    from rare_portable.weights import write_state
+
+    rng = np.random.default_rng(11)
+    images = [cv2.imencode(".png", rng.integers(1, 256, (32, int(w), 3), dtype=np.uint8))[1].tobytes()
+              for w in rng.integers(40, 160, 12)]
+    runtime = open_runtime("torch", "rare_tiny", reading_weights)
+    readings = [runtime.recognise([decode_image(png, str(i))])[0][0] for i, png in enumerate(images)]
+    write_lmdb(tmp_path / "data" / "noise", [(png, text or "x") for png, text in zip(images, readings)])
+    artifacts = tmp_path / "exports"
+    export_onnx(build_model("rare_tiny", "torch", weights=reading_weights), artifacts / "same.onnx")
+    shapes = {k: v.shape for k, v in get_state(build_model("rare_tiny", "torch")).items()}
+    other = write_state({k: recipe(k, s, seed=8) for k, s in shapes.items()}, tmp_path / "other.safetensors")
+    export_onnx(build_model("rare_tiny", "torch", weights=other), tmp_path / "other.onnx")
+
+    result = rare("eval", "-c", "rare_tiny", "-w", reading_weights, "--backend", "torch", "--backend", "onnxruntime",
+                  "--artifacts", artifacts, "--data", tmp_path / "data", "--json", tmp_path / "same.json")
+    assert result.exit_code == 0, result.stderr
+    report = json.loads((tmp_path / "same.json").read_text())
+    assert [b["backend"] for b in report["backends"]] == ["torch", "onnxruntime"]
+    expected = sum(bool(text) for text in readings) / len(readings)  # "" was stored as "x"
+    assert [b["datasets"][0]["acc"] for b in report["backends"]] == [expected, expected]
+    assert report["agreement"] == [{"backend": "onnxruntime", "reference": "torch", "compared": 12, "differ": 0,
+                                    "examples": []}]
+    assert "onnxruntime vs torch: 0 of 12 words differ" in result.stdout
+
+    result = rare("eval", "-c", "rare_tiny", "-w", reading_weights, "--backend", "torch", "--backend", "onnxruntime",
+                  "-w", f"onnxruntime={tmp_path / 'other.onnx'}", "--data", tmp_path / "data",
+                  "--json", tmp_path / "other.json")
+    assert result.exit_code == 0, result.stderr
+    (disagreement,) = json.loads((tmp_path / "other.json").read_text())["agreement"]
+    assert disagreement["differ"] > 0 and disagreement["examples"]
+    first = disagreement["examples"][0]
+    assert first["dataset"] == "data/noise" and first["torch"] == readings[first["index"]]
+    assert first["onnxruntime"] != first["torch"]
+
+    export_onnx(build_model("rare_tiny", "torch", weights=other), artifacts / "other.onnx")
+    result = rare("eval", "-c", "rare_tiny", "-w", reading_weights, "--backend", "torch", "--backend", "onnxruntime",
+                  "--artifacts", artifacts, "--data", tmp_path / "data")
+    assert result.exit_code == 2 and "2 .onnx files" in result.stderr and "other.onnx, same.onnx" in result.stderr
+    assert "-w onnxruntime=FILE" in result.stderr

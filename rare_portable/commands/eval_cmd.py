@@ -14,10 +14,12 @@ import time
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import click
 from tqdm import tqdm
+
+from runtimes.base import RUNTIMES
 
 from ..cli import WEIGHTS, config_options, resolve_model
 from ..pretrained import DEFAULT_MODEL, PretrainedError, shipped_name
@@ -25,17 +27,17 @@ from ..config import RareConfig, load_config
 from ..data.folder import FolderDataset
 from ..data.lmdb import LmdbDataset, find_lmdb_datasets
 from ..data.samples import DataError, SampleSource, SkipLog
+from ..errors import UserError
 from ..metrics import RecMetric
 from ..nets import BackendUnavailable
 
 MESSAGES_SHOWN = 3  # skip messages printed (and written to --json) per dataset
 METRIC_FLAGS = ("ignore_space", "filter_ood", "lower", "ignore_symbol")  # MindOCR RecMetric options we honour
+RUNTIMES_NAMES = tuple(RUNTIMES)
 
 
 def runtime_options(func):
     """`--weights`, `--backend`, `--device`: which model runs, where; shared by eval and predict."""
-    from runtimes import RUNTIMES
-
     func = click.option("--device", default="cpu", show_default=True,
                         help="cpu, cuda/gpu[:N] or ascend[:N] (mindspore).")(func)
     func = click.option("--backend", type=click.Choice(sorted(RUNTIMES)), default="torch", show_default=True,
@@ -92,6 +94,7 @@ class DatasetResult:
     acc: Optional[float] = None
     norm_edit_distance: Optional[float] = None
     seconds: float = 0.0
+    predictions: List[Tuple[str, str]] = field(default_factory=list)  # (label, prediction) in reading order
 
     @property
     def images_per_second(self) -> Optional[float]:
@@ -188,6 +191,7 @@ def evaluate(runtime, target: DatasetTarget, metric: RecMetric, batch_size: int,
 
             for label, (text, _) in runtime.recognise_all(labelled_images(), batch_size, lower=lower):
                 metric.update([text], [label])
+                result.predictions.append((label, text))
     finally:
         if isinstance(source, LmdbDataset):
             source.close()  # one open environment per dataset, not one per dataset evaluated so far
@@ -256,9 +260,128 @@ def echo_problems(results: Sequence[DatasetResult]) -> None:
             click.echo(f"{r.name}: empty, nothing to evaluate", err=True)
 
 
+ARTIFACT_SUFFIXES = {"onnxruntime": ".onnx", "mindir": ".mindir", "mslite": ".ms"}
+EXAMPLES_SHOWN = 3  # differing words shown per backend
+
+
+@dataclass
+class BackendResult:
+    backend: str
+    weights: str
+    datasets: List[DatasetResult]
+    summary: Dict[str, dict]
+
+    def to_json(self) -> dict:
+        return {"backend": self.backend, "weights": self.weights, "datasets": [r.to_json() for r in self.datasets],
+                **self.summary}
+
+
+def backend_weights(backends: Sequence[str], weights: Sequence[str], artifacts: Optional[Path],
+                    skip_missing: bool) -> Tuple[Dict[str, str], Dict[str, str]]:
+    """({backend: weights}, {backend: why skipped}). `-w FILE` is for the framework backends (or for the one
+    backend asked for), `-w BACKEND=FILE` for that backend; artifact backends otherwise take the one file with
+    their suffix in --artifacts. Under `--backend all` (skip_missing) an artifact backend without a file is
+    skipped; named explicitly, it is an error saying what to pass."""
+    from runtimes.base import ARTIFACT_BACKENDS
+
+    plain, per_backend = [], {}
+    for value in weights:
+        name, sep, path = value.partition("=")
+        if sep and name in RUNTIMES_NAMES:
+            per_backend[name] = WEIGHTS.convert(path, None, None)
+        else:
+            plain.append(WEIGHTS.convert(value, None, None))
+    if len(plain) > 1:
+        raise click.UsageError(f"-w given {len(plain)} times without a backend; write -w BACKEND=FILE for each "
+                               f"exported file (e.g. -w onnxruntime=rare.onnx)")
+    unused = sorted(set(per_backend) - set(backends))
+    if unused:
+        raise click.UsageError(f"-w {unused[0]}=...: --backend {unused[0]} is not asked for")
+    chosen, skipped = {}, {}
+    for backend in backends:
+        if backend in per_backend:
+            chosen[backend] = per_backend[backend]
+        elif backend not in ARTIFACT_BACKENDS or (plain and len(backends) == 1):
+            chosen[backend] = plain[0] if plain else DEFAULT_MODEL
+        else:
+            found = sorted(artifacts.glob("*" + ARTIFACT_SUFFIXES[backend])) if artifacts else []
+            if len(found) == 1:
+                chosen[backend] = str(found[0])
+                continue
+            why = (f"{len(found)} {ARTIFACT_SUFFIXES[backend]} files in {artifacts} ({', '.join(f.name for f in found)})"
+                   if found else f"no {ARTIFACT_SUFFIXES[backend]} file" + (f" in {artifacts}" if artifacts else ""))
+            if not skip_missing or found:
+                raise click.UsageError(f"--backend {backend} runs an exported file and there is {why}: pass "
+                                       f"-w {backend}=FILE" + ("" if artifacts else " or --artifacts DIR"))
+            skipped[backend] = why
+    return chosen, skipped
+
+
+def agreement(reference: BackendResult, other: BackendResult) -> dict:
+    """How many predicted words differ between two backends on the same samples, with a few of them."""
+    compared, differ, examples = 0, 0, []
+    for ours, theirs in zip(reference.datasets, other.datasets):
+        for index, ((label, first), (_, second)) in enumerate(zip(ours.predictions, theirs.predictions)):
+            compared += 1
+            if first != second:
+                differ += 1
+                if len(examples) < EXAMPLES_SHOWN:
+                    examples.append({"dataset": ours.name, "index": index, "label": label,
+                                     reference.backend: first, other.backend: second})
+    return {"backend": other.backend, "reference": reference.backend, "compared": compared, "differ": differ,
+            "examples": examples}
+
+
+def format_backends_table(results: Sequence[BackendResult], agreements: Dict[str, dict]) -> str:
+    """One row per dataset and backend; the agreement column counts words that differ from the first backend."""
+    header = ("dataset", "backend", "samples", "acc", "NED", "img/s", "differ")
+    rows = [header]
+    for index in range(len(results[0].datasets)):
+        for position, result in enumerate(results):
+            r = result.datasets[index]
+            differ = "-" if position == 0 else str(sum(
+                1 for (_, a), (_, b) in zip(results[0].datasets[index].predictions, r.predictions) if a != b))
+            speed = "-" if r.images_per_second is None else f"{r.images_per_second:.1f}"
+            rows.append((r.name if position == 0 else "", result.backend, str(r.samples), _fraction(r.acc),
+                         _fraction(r.norm_edit_distance), speed, differ))
+    for position, result in enumerate(results):
+        mean = result.summary["mean"]
+        differ = "-" if position == 0 else str(agreements[result.backend]["differ"])
+        rows.append(("mean (MindOCR)" if position == 0 else "", result.backend, "", _fraction(mean["acc"]),
+                     _fraction(mean["norm_edit_distance"]), "", differ))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = ["  ".join(cell.ljust(w) if i < 2 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths)))
+             for row in rows]
+    rule = "-" * len(lines[0])
+    body = len(results[0].datasets) * len(results)
+    return "\n".join([lines[0], rule, *lines[1:body + 1], rule, *lines[body + 1:]])
+
+
+def run_backend(backend: str, weights: str, rare_config: RareConfig, targets, device: str, batch_size: int,
+                limit: Optional[int]) -> BackendResult:
+    runtime = open_cli_runtime(backend, rare_config, weights, device)
+    new_metric = partial(RecMetric, rare_config.spec.charset, **metric_options(rare_config))
+    lower = postprocess_lower(rare_config)
+    results = [evaluate(runtime, target, new_metric(), batch_size, limit, lower) for target in targets]
+    echo_problems(results)
+    if not any(r.samples for r in results):
+        raise click.ClickException("no sample could be evaluated: " + "; ".join(r.problem() for r in results))
+    return BackendResult(runtime.name, str(weights), results, summarise(results))
+
+
 @click.command("eval")
 @config_options
-@runtime_options
+@click.option("--weights", "-w", "weights", multiple=True, metavar="FILE|NAME|BACKEND=FILE",
+              help="Weights (.ckpt/.pt/.safetensors) or a shipped model's name for the framework backends; "
+                   "BACKEND=FILE gives one backend its exported file (e.g. onnxruntime=rare.onnx). With one "
+                   f"--backend, FILE is that backend's. Default: the shipped {DEFAULT_MODEL}.")
+@click.option("--backend", "backends", multiple=True, type=click.Choice(sorted(RUNTIMES_NAMES) + ["all"]),
+              help="Runtime; repeat it to evaluate several side by side (one table, and how many words each "
+                   "predicts differently from the first). all: every backend that can run here.  [default: torch]")
+@click.option("--artifacts", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="A folder of exported files (`rare export`): each artifact backend takes the one file with its "
+                   "suffix (.onnx, .mindir, .ms) unless -w BACKEND=FILE names it.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda/gpu[:N] or ascend[:N] (mindspore).")
 @click.option("--data", "data", multiple=True, metavar="DIR",
               help="An LMDB or a folder of them (each leaf LMDB is one dataset), or an image folder with "
                    "--label-file; repeatable. Default: the config's eval.dataset.")
@@ -268,29 +391,48 @@ def echo_problems(results: Sequence[DatasetResult]) -> None:
 @click.option("--limit", type=click.IntRange(min=1), help="Read at most this many entries per dataset.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the per-dataset numbers and both means to this file.")
-def eval_command(config, opts, weights, backend, device, data, label_files, batch_size, limit, json_path):
-    """Accuracy and NED per dataset, and their means.
+def eval_command(config, opts, weights, backends, artifacts, device, data, label_files, batch_size, limit, json_path):
+    """Accuracy and NED per dataset, and their means, on one backend or several side by side.
 
     Datasets are LMDBs (every leaf LMDB under --data is one) or image folders with label files."""
-    config, weights = resolve_model(config, weights, default_model=True)
+    every = "all" in backends
+    backends = list(dict.fromkeys(RUNTIMES_NAMES if every else (backends or ("torch",))))
+    framework = next((w for w in weights if w.partition("=")[0] not in RUNTIMES_NAMES), None)
+    config, framework = resolve_model(config, framework, default_model=True)
+    chosen, skipped = backend_weights(backends, weights, artifacts, skip_missing=every)
     rare_config = load_config(config, opts)
     targets = resolve_targets(rare_config, data, label_files)
-    runtime = open_cli_runtime(backend, rare_config, weights, device)
-    new_metric = partial(RecMetric, rare_config.spec.charset, **metric_options(rare_config))
-    lower = postprocess_lower(rare_config)
-    results = [evaluate(runtime, target, new_metric(), batch_size, limit, lower) for target in targets]
-    echo_problems(results)
-    if not any(r.samples for r in results):
-        raise click.ClickException("no sample could be evaluated: " + "; ".join(r.problem() for r in results))
-    summary = summarise(results)
-    click.echo(format_table(results, summary))
+    results = []
+    for backend, backend_file in chosen.items():
+        try:
+            results.append(run_backend(backend, backend_file, rare_config, targets, device, batch_size, limit))
+        except (click.ClickException, UserError) as e:
+            if not every:
+                raise
+            skipped[backend] = e.format_message() if isinstance(e, click.ClickException) else str(e)
+    if not results:
+        raise click.ClickException("no backend could run: " + "; ".join(f"{b}: {w}" for b, w in skipped.items()))
+    metric = {k: getattr(RecMetric(rare_config.spec.charset, **metric_options(rare_config)), k) for k in METRIC_FLAGS}
+    run = {"config": rare_config.source, "opts": list(opts), "device": device, "batch_size": batch_size,
+           "limit": limit, "metric": metric}
+    if len(backends) == 1:
+        only = results[0]
+        click.echo(format_table(only.datasets, only.summary))
+        report = {**run, "weights": only.weights, "backend": only.backend,
+                  "datasets": [r.to_json() for r in only.datasets], **only.summary}
+    else:
+        agreements = {r.backend: agreement(results[0], r) for r in results[1:]}
+        click.echo(format_backends_table(results, agreements))
+        for a in agreements.values():
+            click.echo(f"{a['backend']} vs {a['reference']}: {a['differ']} of {a['compared']} words differ")
+            for example in a["examples"]:
+                click.echo(f"  {example['dataset']} #{example['index']} (label {example['label']!r}): "
+                           f"{a['reference']} {example[a['reference']]!r}, {a['backend']} {example[a['backend']]!r}")
+        for backend, why in skipped.items():
+            click.echo(f"{backend}: skipped: {why}", err=True)
+        report = {**run, "backends": [r.to_json() for r in results], "agreement": list(agreements.values()),
+                  "skipped": skipped}
     if json_path is not None:
-        report = {
-            "config": rare_config.source, "opts": list(opts), "weights": str(weights), "backend": runtime.name,
-            "device": device, "batch_size": batch_size, "limit": limit,
-            "metric": {k: getattr(new_metric(), k) for k in METRIC_FLAGS},
-            "datasets": [r.to_json() for r in results], **summary,
-        }
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         click.echo(f"wrote {json_path}")
