@@ -45,7 +45,7 @@ CANDIDATES = {
     # CTC alone shapes the encoder for 200 steps, then the attention loss joins.
     "ctc_warmup": ["train.attention_warmup_steps=200"],
     # DTRB's recipe: Adadelta, lr 1 (constant), rho 0.95, eps 1e-8, no weight decay, clip 5.
-    "adadelta": ["optimizer.opt=adadelta", "optimizer.rho=0.95", "optimizer.eps=1e-8", "optimizer.weight_decay=0",
+    "adadelta": ["optimizer.opt=adadelta", "optimizer.rho=0.95", "optimizer.eps=1.0e-8", "optimizer.weight_decay=0",
                  "scheduler.scheduler=constant", "scheduler.lr=1.0"],
     "baseline": [],  # AdamW 2e-3, clip 5, short-word curriculum over 0.5 epoch (1,000 steps), aux CTC 2.0
     "label_smoothing": ["loss.label_smoothing=0.1"],

@@ -2,20 +2,31 @@
 
 Static `1x3xHxW` is what MindOCR ships; `dynamic_batch` writes a `None` batch axis. The input's name
 in the file (`args0` for a fresh export) is recorded, since the Ascend converter config needs it.
+
+The BiLSTM is exported as plain operators (MatMul, Sigmoid, Mul: `ms_rare.lstm_steps`) unless
+`lstm_kernel=True`: MindSpore's LSTM kernel exports on CPU/GPU as `_DynamicLSTMCPUGPU`, which the Ascend
+converter rejects ("Can't find OpAdapter for LSTM"), so only the plain file converts for Ascend from any
+host. `primitives()` lists what a file holds, for `rare convert` to check before converting.
+
+The spec (charset included) and the export record live inside the file, in MindIR's `user_info` map (set
+through `mindspore.export(custom_func=...)`), so a MindIR copied alone still runs; the `<file>.json` sidecar is
+written too, for tools that do not parse MindIR, and read when a file has no record of its own.
 """
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Optional
 
 import numpy as np
 
-from rare_portable.spec import ModelSpec
+from rare_portable import __version__
+from rare_portable.spec import ModelSpec, spec_from_dict, spec_to_dict
 
-from .artifact import ArtifactError, output_folder, sidecar_spec, write_sidecar
+from .artifact import ArtifactError, check_same_spec, output_folder, read_sidecar, sidecar_spec, write_sidecar
 
 
 @dataclass(frozen=True)
@@ -24,10 +35,14 @@ class MindirExport:
     input_name: str
     batch: Optional[int]  # None: dynamic
     max_abs_diff: float  # probabilities, the loaded MindIR vs the MindSpore network
+    lstm: str  # "plain" (operators) or "kernel" (MindSpore's LSTM)
 
 
-def mindir_input_names(path: Path):
-    """Graph input names as stored in the file (MindSpore's own protobuf schema)."""
+USER_INFO_KEY = "rare_portable"
+
+
+def parse_mindir(path: Path):
+    """The file's ModelProto (MindSpore's own protobuf schema)."""
     from mindspore.train import mind_ir_pb2
 
     model = mind_ir_pb2.ModelProto()
@@ -35,11 +50,65 @@ def mindir_input_names(path: Path):
         model.ParseFromString(Path(path).read_bytes())
     except Exception as e:
         raise ArtifactError(f"{path}: not a MindIR file ({type(e).__name__}: {e})") from None
-    return [i.name for i in model.graph.input]
+    return model
 
 
-def export_mindir(net, output, batch: Optional[int] = 1) -> MindirExport:
-    """`batch=None` exports a dynamic batch axis; the artifact is checked by loading it back."""
+def mindir_input_names(path: Path):
+    """Graph input names as stored in the file."""
+    return [i.name for i in parse_mindir(path).graph.input]
+
+
+def user_info(model) -> Dict[str, str]:
+    """The `user_info` map; under protobuf's pure-Python backend (which MindSpore needs) MindSpore's generated
+    module exposes it as repeated key/value entries."""
+    return {entry.key: entry.value for entry in model.user_info}
+
+
+def set_user_info(model, key: str, value: str) -> None:
+    for entry in model.user_info:
+        if entry.key == key:
+            entry.value = value
+            return
+    entry = model.user_info.add()
+    entry.key, entry.value = key, value
+
+
+def embedded_record(path: Path) -> Optional[dict]:
+    """The export record stored in the file's user_info, or None (a MindIR not exported by us)."""
+    text = user_info(parse_mindir(path)).get(USER_INFO_KEY)
+    return json.loads(text) if text else None
+
+
+# Graph plumbing every MindIR has; the converter resolves it, it is not an operator to support.
+STRUCTURAL = {"Constant", "Load", "TupleGetItem", "MakeTuple", "make_list", "make_tuple", "UpdateState", "Depend",
+              "Return", "return"}
+
+
+def primitives(path: Path) -> Dict[str, int]:
+    """{primitive name: nodes} of a MindIR file, graph plumbing left out. Nodes store `REF::Name:id`."""
+    model = parse_mindir(path)
+    counts: Dict[str, int] = {}
+    for graph in (model.graph, *model.functions):
+        for node in graph.node:
+            name = node.op_type.split("::", 1)[-1].rsplit(":", 1)[0]
+            if name not in STRUCTURAL:
+                counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(counts.items()))
+
+
+def export_copy(net, lstm_kernel: bool):
+    """The network to export: a copy of `net` with the chosen LSTM, so the caller's network is untouched."""
+    from rare_portable import build_model, get_state
+    from rare_portable.weights import framework_module
+
+    copy = build_model(net.spec, "mindspore")
+    framework_module("mindspore").set_state(copy, get_state(net))
+    copy.neck.use_lstm_kernel = lstm_kernel
+    return copy
+
+
+def export_mindir(net, output, batch: Optional[int] = 1, lstm_kernel: bool = False) -> MindirExport:
+    """`batch=None` exports a dynamic batch axis; the artifact is checked by loading it back against `net`."""
     import mindspore as ms
 
     spec: ModelSpec = net.spec
@@ -49,25 +118,40 @@ def export_mindir(net, output, batch: Optional[int] = 1) -> MindirExport:
         raise ArtifactError(f"{output}: MindIR files end in .mindir (mindspore.export appends it)")
     output_folder(output)
     net.set_train(False)
+    exported = export_copy(net, lstm_kernel)
     shape = [batch, i.channels, i.height, i.width]
     example = ms.Tensor(shape=shape, dtype=ms.float32) if batch is None else ms.Tensor(np.zeros(shape, np.float32))
+    lstm = "kernel" if lstm_kernel else "plain"
+    record = {"spec": spec_to_dict(spec), "rare_portable": __version__, "format": "mindir", "batch": batch,
+              "device": ms.get_context("device_target").lower(), "mindspore": ms.__version__, "lstm": lstm}
+
+    def store_record(model) -> None:
+        set_user_info(model, USER_INFO_KEY, json.dumps(record, ensure_ascii=False))
+
     with tempfile.TemporaryDirectory(prefix="rare-mindir-", dir=output.parent) as tmp:
         stem = os.path.join(tmp, "model")
-        ms.export(net, example, file_name=stem, file_format="MINDIR")
+        ms.export(exported, example, file_name=stem, file_format="MINDIR", custom_func=store_record)
         os.replace(stem + ".mindir", output)
     names = mindir_input_names(output)
-    device = ms.get_context("device_target").lower()
-    write_sidecar(output, spec, format="mindir", input_name=names[0], batch=batch, device=device,
-                  mindspore=ms.__version__)
+    extra = {k: v for k, v in record.items() if k not in ("spec", "rare_portable")}
+    write_sidecar(output, spec, input_name=names[0], primitives=primitives(output), **extra)
     check_batch = 2 if batch is None else batch
     x = np.random.default_rng(0).uniform(-1, 1, (check_batch, i.channels, i.height, i.width)).astype(np.float32)
     got = ms.nn.GraphCell(ms.load(str(output)))(ms.Tensor(x)).asnumpy()
     diff = float(np.abs(got - net(ms.Tensor(x)).asnumpy()).max())
-    return MindirExport(path=output, input_name=names[0], batch=batch, max_abs_diff=diff)
+    return MindirExport(path=output, input_name=names[0], batch=batch, max_abs_diff=diff, lstm=lstm)
 
 
 def read_mindir_info(path, expected: Optional[ModelSpec] = None):
-    from .artifact import read_sidecar
-
+    """(spec, record): from the file itself, else from its sidecar (files exported before the record was
+    embedded). `expected` is checked against the stored spec."""
     path = Path(path)
-    return sidecar_spec(path, expected), read_sidecar(path)
+    if not path.is_file():
+        raise ArtifactError(f"{path}: no such file")
+    record = embedded_record(path) if path.stat().st_size else None
+    if record is None:
+        return sidecar_spec(path, expected), read_sidecar(path)
+    spec = spec_from_dict(record["spec"])
+    if expected is not None:
+        check_same_spec(path, spec, expected)
+    return spec, {**record, "input_name": mindir_input_names(path)[0]}

@@ -1,12 +1,13 @@
 """Load a RARE config (ours or MindOCR's rec yaml, unchanged), apply `--opt` overrides, build the Spec.
 
 Our configs use MindOCR's schema, so one loader serves both; the few keys we add (backbone widths
-for narrow models, TPS sampling options) are listed in `_MODEL_KEYS` and documented in the README.
+for narrow models, TPS sampling options) are listed in `_MODEL_KEYS` and documented in docs/api-and-configs.md.
 """
 from __future__ import annotations
 
 import copy
 import difflib
+import re
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence
@@ -40,7 +41,7 @@ _MODEL_KEYS = {
         "stn_activation", "loc_channels", "loc_fc_hidden", "align_corners", "padding_mode",
     },
 }
-# Keys an --opt may add to a config that does not write them: MindOCR's rec keys and ours (README lists
+# Keys an --opt may add to a config that does not write them: MindOCR's rec keys and ours (docs/training.md lists
 # ours). An --opt naming a key in neither the config nor this list is a typo, refused with "did you mean".
 _DATASET_KEYS = ("type", "dataset_root", "data_dir", "label_file", "sample_ratio", "shuffle", "filter_max_len",
                  "max_text_len", "transform_pipeline", "output_columns", "net_input_column_index",
@@ -126,13 +127,31 @@ def get_dotted(tree: Mapping, dotted: str, default=None):
     return node
 
 
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader reading `1e-8` as a float (YAML 1.2), not the string YAML 1.1 makes of it."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+                  |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+                  |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+                  |[-+]?\.(?:inf|Inf|INF)
+                  |\.(?:nan|NaN|NAN))$""", re.X),
+    list("-+0123456789."))
+
+
+def read_yaml(text: str):
+    return yaml.load(text, Loader=_Loader)
+
+
 def parse_opt(opt: str):
     """`a.b.c=value` with a yaml-typed value, as MindOCR users write `--opt`."""
     key, sep, value = opt.partition("=")
     if not sep or not key.strip():
         raise ConfigError(f"--opt {opt!r}: expected dotted.key=value, e.g. common.batch_size=64")
     try:
-        return key.strip(), yaml.safe_load(value) if value.strip() else None
+        return key.strip(), read_yaml(value) if value.strip() else None
     except yaml.YAMLError as e:
         raise ConfigError(f"--opt {opt!r}: value is not valid yaml ({e.problem})") from None
 
@@ -160,7 +179,7 @@ def apply_overrides(raw: Dict[str, Any], opts: Iterable[str], source: str = "the
 def load_config(name_or_path: str, opts: Sequence[str] = ()) -> RareConfig:
     path = resolve_config_path(name_or_path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = read_yaml(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

@@ -60,6 +60,15 @@ def test_bad_configs_name_the_key(opts, message):
     assert "rare_tiny.yaml" in str(err.value) or str(err.value).startswith("--opt ")
 
 
+def test_exponent_floats_read_as_numbers(tmp_path):
+    """PyYAML (YAML 1.1) reads `1e-8` as a string; MindOCR users write it, in yaml and in --opt."""
+    cfg = load_config("rare_tiny", ["optimizer.eps=1e-8", "scheduler.lr=2E-3"])
+    assert cfg.section("optimizer.eps") == 1e-8 and cfg.section("scheduler.lr") == 2e-3
+    path = tmp_path / "c.yaml"
+    path.write_text((CONFIG_DIR / "rare_tiny.yaml").read_text().replace("lr: 0.002", "lr: 2e-3"))
+    assert load_config(str(path)).section("scheduler.lr") == 2e-3
+
+
 def test_an_opt_may_add_a_key_rare_or_mindocr_reads():
     """rare_resnet34.yaml writes no curriculum, device target or label smoothing: an --opt adds them."""
     cfg = load_config("rare_resnet34", ["train.curriculum.epochs=0.2", "system.device_target=CPU",

@@ -119,16 +119,18 @@ def test_mindir_static_and_dynamic_batch(tmp_path):
     net, _ = _recipe_net("mindspore", TPS, tmp_path)
     x = _batch(net.spec, 3, seed=4)
     ref = net(ms.Tensor(x)).asnumpy()
-    dynamic = export_mindir(net, tmp_path / "dyn.mindir", batch=None)
-    static = export_mindir(net, tmp_path / "b1.mindir", batch=1)
+    # The LSTM kernel, so the file computes exactly what the network does (the plain LSTM: test below).
+    dynamic = export_mindir(net, tmp_path / "dyn.mindir", batch=None, lstm_kernel=True)
+    static = export_mindir(net, tmp_path / "b1.mindir", batch=1, lstm_kernel=True)
     assert dynamic.max_abs_diff == 0.0 and static.max_abs_diff == 0.0
     assert static.input_name.endswith("images")
     rt = open_runtime("mindir", "rare_tiny", dynamic.path, opts=TPS)
     for n in (3, 1, 2, 3):  # MindSpore 2.8 needs a graph per batch size; the runtime keeps one each
-        assert np.abs(rt.predict(x[:n]) - ref[:n]).max() <= 1e-6
+        # other batch sizes round differently: 1.013e-6 measured on an Intel Xeon (AMX), so 5e-6
+        assert np.abs(rt.predict(x[:n]) - ref[:n]).max() <= 5e-6
     assert sorted(rt.cells) == [1, 3]  # 2 ran padded on the graph for 3: no third load
     rt1 = open_runtime("mindir", None, static.path)
-    assert np.abs(rt1.predict(x[:1]) - ref[:1]).max() <= 1e-6
+    assert np.abs(rt1.predict(x[:1]) - ref[:1]).max() <= 5e-6
     with pytest.raises(SpecError, match="exported for batch 1, got 3; re-export with --dynamic-batch"):
         rt1.predict(x)
     broken = tmp_path / "broken.mindir"
@@ -136,9 +138,21 @@ def test_mindir_static_and_dynamic_batch(tmp_path):
     (tmp_path / "broken.mindir.json").write_text((tmp_path / "b1.mindir.json").read_text())
     with pytest.raises(ArtifactError, match="broken.mindir"):
         open_runtime("mindir", None, broken)
+    # The spec travels inside the file: a MindIR copied without its sidecar still runs ...
     (tmp_path / "lonely.mindir").write_bytes(static.path.read_bytes())
-    with pytest.raises(ArtifactError, match="spec file lonely.mindir.json is missing"):
-        open_runtime("mindir", None, tmp_path / "lonely.mindir")
+    lonely = open_runtime("mindir", None, tmp_path / "lonely.mindir")
+    assert lonely.spec == rt1.spec and np.abs(lonely.predict(x[:1]) - ref[:1]).max() <= 5e-6
+    # ... and one without our record (another exporter's) needs the sidecar, and says so.
+    from exporters.mindir_export import USER_INFO_KEY, parse_mindir, set_user_info
+
+    model = parse_mindir(static.path)
+    kept = [(e.key, e.value) for e in model.user_info if e.key != USER_INFO_KEY]
+    del model.user_info[:]
+    for key, value in kept:
+        set_user_info(model, key, value)
+    (tmp_path / "foreign.mindir").write_bytes(model.SerializeToString())
+    with pytest.raises(ArtifactError, match="spec file foreign.mindir.json is missing"):
+        open_runtime("mindir", None, tmp_path / "foreign.mindir")
 
 
 def test_ascend310_config_and_command(tmp_path):
@@ -148,11 +162,44 @@ def test_ascend310_config_and_command(tmp_path):
                                          "precision_mode=enforce_fp32\n")
     assert result.command[:4] == ["converter_lite", "--fmk=MINDIR", "--saveType=MINDIR", "--optimize=ascend_oriented"]
     assert f"--configFile={result.config}" in result.command and not result.ran
-    assert "Can't find OpAdapter for LSTM" in result.warning
     with pytest.raises(ArtifactError, match="converter_lite is not on PATH"):
         convert_ascend310(mindir.path, tmp_path / "ascend", run=True)
     with pytest.raises(ArtifactError, match="exported for batch 1; convert with --batch 1"):
         convert_ascend310(mindir.path, tmp_path / "ascend", batch=4)
+    with pytest.raises(ArtifactError, match="re-export it with --dynamic-batch for --batch-sizes"):
+        convert_ascend310(mindir.path, tmp_path / "ascend", batch_sizes=[1, 8])
+    dynamic = export_mindir(build_model("rare_tiny", "mindspore"), tmp_path / "dyn.mindir", batch=None)
+    config = convert_ascend310(dynamic.path, tmp_path / "ascend", batch_sizes=[1, 8, 32]).config.read_text()
+    assert "input_shape=images:[-1,3,32,100]\ndynamic_dims=[1],[8],[32]\n" in config
+
+
+def test_mindir_without_the_lstm_kernel_converts_for_ascend_and_matches_pytorch(tmp_path):
+    """The default MindIR holds no LSTM primitive, only operators MindSpore Lite lists for Ascend, and reads as
+    PyTorch does within the fp32 tolerance; the kernel export is refused by `convert`, naming LSTM."""
+    import torch
+
+    from exporters.ascend310 import supported_ops, unsupported_primitives
+    from exporters.mindir_export import primitives
+
+    net, weights = _recipe_net("mindspore", [], tmp_path, sharp=True)  # a decoder driven as hard as a trained one
+    plain = export_mindir(net, tmp_path / "plain.mindir", batch=None)
+    kernel = export_mindir(net, tmp_path / "kernel.mindir", batch=None, lstm_kernel=True)
+    plain_ops, kernel_ops = primitives(plain.path), primitives(kernel.path)
+    assert "LSTM" in kernel_ops and "LSTM" not in plain_ops
+    assert {"Conv2D", "MatMulExt", "Sigmoid"} <= set(plain_ops)
+    assert unsupported_primitives(plain_ops) == [] and "LSTM" in unsupported_primitives(kernel_ops)
+    version, names = supported_ops()
+    assert version == "mindspore-lite 2.0-2.3.1" and len(names) == 75 and "LSTM" not in names
+    assert json.loads((tmp_path / "plain.mindir.json").read_text())["lstm"] == "plain"
+
+    torch_net = build_model("rare_tiny", "torch", weights=weights)
+    x = _batch(net.spec, 4, seed=9)
+    expected = torch_net(torch.from_numpy(x)).detach().numpy()
+    probs = open_runtime("mindir", "rare_tiny", plain.path).predict(x)
+    assert np.abs(probs - expected).max() <= 1e-4
+    np.testing.assert_array_equal(probs.argmax(-1), expected.argmax(-1))
+    with pytest.raises(ArtifactError, match=r"does not support LSTM\b.*; re-export it without --lstm-kernel"):
+        convert_ascend310(kernel.path, tmp_path / "ascend")
 
 
 @pytest.mark.lite
@@ -241,7 +288,11 @@ def test_cli_export_convert_parity(tmp_path):
     assert run.returncode == 0, run.stderr
     run = rare("convert", "m.mindir", "-o", "ascend")
     assert run.returncode == 0 and "converter_lite --fmk=MINDIR" in run.stdout
-    assert "not on PATH" in run.stdout and "OpAdapter for LSTM" in run.stderr
+    assert "not on PATH" in run.stdout and not run.stderr.strip()
+    run = rare("export", "-c", "rare_tiny", "--format", "mindir", "--lstm-kernel", "-o", "k.mindir")
+    assert run.returncode == 0 and "kernel LSTM" in run.stdout
+    run = rare("convert", "k.mindir", "-o", "ascend")
+    assert run.returncode == 2 and "does not support LSTM" in run.stderr
     run = rare("export", "-c", "rare_tiny", "--format", "onnx", "-o", "m.mindir")
     assert run.returncode == 1 and "a onnx file ends in .onnx" in run.stderr
     for fmt, name in (("onnx", "x.onnx"), ("mindir", "x.mindir")):  # a folder that cannot be made: one line, exit 2

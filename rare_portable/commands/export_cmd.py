@@ -24,8 +24,10 @@ CALIBRATION_IMAGES = 256
 @click.option("--batch", type=int, default=1, show_default=True, help="The batch of a static export.")
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset (>= 16 with TPS).")
 @click.option("--simplify", is_flag=True, help="Simplify the ONNX graph with onnxslim (parity re-checked).")
-@click.option("--device", default="cpu", show_default=True,
-              help="MindIR: the device MindSpore exports on (ascend for Ascend 310 conversion).")
+@click.option("--device", default="cpu", show_default=True, help="MindIR: the device MindSpore exports on.")
+@click.option("--lstm-kernel", is_flag=True,
+              help="MindIR: keep MindSpore's LSTM kernel (CPU/GPU serving) instead of plain operators; a file "
+                   "with the kernel does not convert for Ascend unless exported on an Ascend device.")
 @click.option("--int8", "int8", type=click.Choice(["static", "dynamic"]),
               help="ONNX: write an int8 model (ONNX Runtime's quantizer) instead of the fp32 one. static: "
                    "int8 convolutions, activation ranges calibrated on word images; dynamic: int8 weights of "
@@ -35,8 +37,8 @@ CALIBRATION_IMAGES = 256
                    "Default: words rendered by `rare synth`.")
 @click.option("--calibration-images", type=click.IntRange(min=1), default=CALIBRATION_IMAGES, show_default=True,
               help="static int8: how many images to calibrate on (rendered, or spread over --calibration).")
-def export(config, opts, weights, fmt, output, dynamic_batch, batch, opset, simplify, device, int8, calibration,
-           calibration_images):
+def export(config, opts, weights, fmt, output, dynamic_batch, batch, opset, simplify, device, lstm_kernel, int8,
+           calibration, calibration_images):
     """Export a trained model; each artifact carries its spec and is checked against the network."""
     from ..api import build_model
 
@@ -45,6 +47,8 @@ def export(config, opts, weights, fmt, output, dynamic_batch, batch, opset, simp
         raise click.ClickException(f"--output {output}: a {fmt} file ends in {FORMATS[fmt]}")
     if int8 and fmt != "onnx":
         raise click.ClickException(f"--int8 needs --format onnx (ONNX Runtime runs int8 models), not {fmt}")
+    if lstm_kernel and fmt != "mindir":
+        raise click.ClickException("--lstm-kernel is for --format mindir (ONNX keeps the LSTM op; onnx-lite unrolls it)")
     if calibration and int8 != "static":
         raise click.ClickException("--calibration is for --int8 static; dynamic int8 needs no calibration images")
     from exporters.artifact import output_folder
@@ -56,9 +60,9 @@ def export(config, opts, weights, fmt, output, dynamic_batch, batch, opset, simp
 
         set_device(device)
         result = export_mindir(build_model(config, "mindspore", opts=opts, weights=weights), output,
-                               batch=None if dynamic_batch else batch)
+                               batch=None if dynamic_batch else batch, lstm_kernel=lstm_kernel)
         click.echo(f"{result.path}: input {result.input_name!r}, batch {result.batch or 'dynamic'}, "
-                   f"max |diff| vs MindSpore {result.max_abs_diff:.2e}")
+                   f"{result.lstm} LSTM, max |diff| vs MindSpore {result.max_abs_diff:.2e}")
         return
     net = build_model(config, "torch", opts=opts, weights=weights)
     if fmt == "mslite":
@@ -107,16 +111,25 @@ def export(config, opts, weights, fmt, output, dynamic_batch, batch, opset, simp
 @click.option("--precision-mode", default="enforce_fp32", show_default=True,
               help="[ascend_context] precision_mode: enforce_fp32, preferred_fp32, enforce_fp16, ...")
 @click.option("--batch", type=int, default=1, show_default=True)
+@click.option("--batch-sizes", metavar="N,N,...", default="",
+              help="A dynamic-batch MindIR: the batch sizes the Ascend model accepts (dynamic_dims), e.g. 1,8,32.")
 @click.option("--run/--no-run", default=None, help="Run converter_lite (default: when it is on PATH).")
-def convert(mindir, target, output_dir, precision_mode, batch, run):
-    """Write the converter_lite config and command for MINDIR (from `rare export --format mindir`)."""
+def convert(mindir, target, output_dir, precision_mode, batch, batch_sizes, run):
+    """Write the converter_lite config and command for MINDIR (from `rare export --format mindir`), after
+    checking every operator in it against MindSpore Lite's Ascend operator list."""
     from exporters.ascend310 import convert_ascend310
 
-    result = convert_ascend310(mindir, output_dir, precision_mode=precision_mode, run=run, batch=batch)
+    try:
+        sizes = [int(b) for b in batch_sizes.split(",") if b.strip()]
+    except ValueError:
+        raise click.BadParameter(f"{batch_sizes!r}: give batch sizes as N,N,... (e.g. 1,8,32)",
+                                 param_hint="--batch-sizes") from None
+    if any(b < 1 for b in sizes):
+        raise click.BadParameter("batch sizes must be >= 1", param_hint="--batch-sizes")
+    result = convert_ascend310(mindir, output_dir, precision_mode=precision_mode, run=run, batch=batch,
+                               batch_sizes=sizes)
     click.echo(f"config: {result.config}")
     click.echo("command: " + " ".join(result.command))
-    if result.warning:
-        click.echo(f"warning: {result.warning}", err=True)
     if result.ran:
         click.echo(f"converted: {result.output}")
     else:

@@ -86,10 +86,40 @@ class RNNEncoder(nn.Cell):
         self.seq_encoder = nn.LSTM(in_channels, spec.hidden_size, spec.num_layers, has_bias=True,
                                    bidirectional=True)
         self.feature_shape = (-1, in_channels, seq_len)
+        # exporters.mindir_export builds its own copy with False: a MindIR without the LSTM kernel converts
+        # for Ascend from any host (the kernel exports as _DynamicLSTMCPUGPU, which converter_lite rejects).
+        self.use_lstm_kernel = True
 
     def construct(self, x):
         x = ops.transpose(ops.reshape(x, self.feature_shape), (2, 0, 1))
+        if not self.use_lstm_kernel:
+            return lstm_steps(self.seq_encoder, x, self.feature_shape[2])
         return self.seq_encoder(x)[0]
+
+
+def lstm_steps(lstm: nn.LSTM, x, steps: int):
+    """`lstm(x)[0]` (bidirectional, time-major) from MatMul, Sigmoid and Mul, step by step: the same math as
+    the kernel (gates i, f, g, o), with tanh as 2 sigmoid(2x) - 1 (`accurate_tanh`)."""
+    size = lstm.hidden_size
+    for layer in range(lstm.num_layers):
+        directions = []
+        for d in range(2):  # 0 forward, 1 backward
+            k = 2 * layer + d
+            w_hh = lstm.w_hh_list[k].T
+            projected = ops.matmul(x, lstm.w_ih_list[k].T) + lstm.b_ih_list[k] + lstm.b_hh_list[k]  # [T, N, 4H]
+            order = range(steps) if d == 0 else range(steps - 1, -1, -1)
+            outputs = [None] * steps
+            h, c = None, None
+            for t in order:
+                gates = projected[t] if h is None else projected[t] + ops.matmul(h, w_hh)
+                i, f = ops.sigmoid(gates[:, :size]), ops.sigmoid(gates[:, size:2 * size])
+                g, o = accurate_tanh(gates[:, 2 * size:3 * size]), ops.sigmoid(gates[:, 3 * size:])
+                c = i * g if c is None else f * c + i * g
+                h = o * accurate_tanh(c)
+                outputs[t] = h
+            directions.append(ops.stack(outputs))
+        x = ops.concat(directions, -1)
+    return x
 
 
 def accurate_tanh(x):
@@ -149,10 +179,12 @@ class AttentionHead(nn.Cell):
         """Teacher-forced logits [N, steps, C] with targets; greedy softmax probabilities without."""
         batch_h = ops.transpose(inputs, (1, 0, 2))
         batch_h_proj = self.attention_cell.i2h(batch_h)  # constant across steps: computed once
-        hidden = ops.zeros((batch_h.shape[0], self.hidden_size), batch_h.dtype)
+        # The zero state and the GO ids from a tensor of the batch, not `ops.zeros` of a batch-derived shape: a
+        # dynamic-batch MindIR would keep a Zeros primitive, which MindSpore Lite's Ascend converter does not list.
+        hidden = batch_h_proj[:, 0, :] * 0
         outputs = []
         if targets is None:
-            ids = ops.zeros((batch_h.shape[0],), ms.int32)
+            ids = (batch_h_proj[:, 0, 0] * 0).astype(ms.int32)
             for _ in range(self.num_steps):
                 hidden = self.attention_cell(hidden, batch_h, batch_h_proj, ids)
                 logits = self.generator(hidden)
