@@ -47,6 +47,8 @@ CANDIDATES = {
     # DTRB's recipe: Adadelta, lr 1 (constant), rho 0.95, eps 1e-8, no weight decay, clip 5.
     "adadelta": ["optimizer.opt=adadelta", "optimizer.rho=0.95", "optimizer.eps=1.0e-8", "optimizer.weight_decay=0",
                  "scheduler.scheduler=constant", "scheduler.lr=1.0"],
+    # A left-to-right attention prior on the teacher-forced attention weights (train/step.py), training only.
+    "guided_attention": ["train.guided_attention_weight=1.0"],
     "baseline": [],  # AdamW 2e-3, clip 5, short-word curriculum over 0.5 epoch (1,000 steps), aux CTC 2.0
     "label_smoothing": ["loss.label_smoothing=0.1"],
     # Short words for 200 steps instead of 1,000; and no curriculum at all.
@@ -135,12 +137,13 @@ def summarise(records: list, cap: int) -> dict:
 
 
 def table(summary: dict) -> str:
-    lines = ["| candidate | steps to escape (per seed) | worst | held-out acc at stop | goal (<= 400, 3 seeds) |",
+    lines = ["| candidate | steps to escape (per seed) | loss/char at stop | held-out acc at stop | goal (<= 400, 3 seeds) |",
              "| --- | --- | --- | --- | --- |"]
     for name, s in summary.items():
         accs = " / ".join(f"{a:.1%}" for a in s["held_out_acc_at_stop"])
-        lines.append(f"| {name} | {' / '.join(map(str, s['steps_to_escape']))} | {s['worst']} | {accs} | "
-                     f"{'met' if s['meets_goal'] else 'not met'} |")
+        losses = " / ".join(f"{v:.2f}" for v in s["loss_at_cap_or_stop"])
+        lines.append(f"| {name} (`{' '.join(s['opts']) or 'rare_tiny.yaml'}`) | {' / '.join(map(str, s['steps_to_escape']))} "
+                     f"| {losses} | {accs} | {'met' if s['meets_goal'] else 'not met'} |")
     return "\n".join(lines)
 
 

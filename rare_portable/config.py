@@ -63,6 +63,7 @@ _OPT_KEYS = {
     "loss_scaler": ("type", "loss_scale", "scale_factor", "scale_window"),
     "train": ("ckpt_save_dir", "dataset_sink_mode", "clip_grad", "clip_norm", "ema", "ema_decay", "pred_cast_fp32",
               "gradient_accumulation_steps", "curriculum", "aux_ctc_weight", "attention_warmup_steps",
+              "guided_attention_weight",
               "resume_save_interval", "max_consecutive_nonfinite", "dataset", "loader"),
     "train.curriculum": ("start_max_len", "epochs"),
     "train.dataset": _DATASET_KEYS, "train.loader": _LOADER_KEYS,

@@ -161,10 +161,14 @@ class AttentionCell(nn.Cell):
         self.input_size = input_size
 
     def construct(self, prev_hidden, batch_h, batch_h_proj, prev_ids):
+        return self.step(prev_hidden, batch_h, batch_h_proj, prev_ids)[0]
+
+    def step(self, prev_hidden, batch_h, batch_h_proj, prev_ids):
+        """(next hidden [N, H], attention weights [N, T, 1])."""
         e = self.score(accurate_tanh(batch_h_proj + ops.expand_dims(self.h2h(prev_hidden), 1)))  # [N, T, 1]
         alpha = ops.softmax(e, axis=1)
         context = ops.reshape(ops.bmm(ops.transpose(alpha, (0, 2, 1)), batch_h), (-1, self.input_size))
-        return self.rnn(context, prev_ids, prev_hidden)
+        return self.rnn(context, prev_ids, prev_hidden), alpha
 
 
 class AttentionHead(nn.Cell):
@@ -177,25 +181,37 @@ class AttentionHead(nn.Cell):
 
     def construct(self, inputs, targets=None):
         """Teacher-forced logits [N, steps, C] with targets; greedy softmax probabilities without."""
-        batch_h = ops.transpose(inputs, (1, 0, 2))
-        batch_h_proj = self.attention_cell.i2h(batch_h)  # constant across steps: computed once
-        # The zero state and the GO ids from a tensor of the batch, not `ops.zeros` of a batch-derived shape: a
-        # dynamic-batch MindIR would keep a Zeros primitive, which MindSpore Lite's Ascend converter does not list.
-        hidden = batch_h_proj[:, 0, :] * 0
+        if targets is not None:
+            return self.teacher_forced(inputs, targets)[0]
+        batch_h, batch_h_proj, hidden = self.start(inputs)
+        ids = (batch_h_proj[:, 0, 0] * 0).astype(ms.int32)
         outputs = []
-        if targets is None:
-            ids = (batch_h_proj[:, 0, 0] * 0).astype(ms.int32)
-            for _ in range(self.num_steps):
-                hidden = self.attention_cell(hidden, batch_h, batch_h_proj, ids)
-                logits = self.generator(hidden)
-                ids = ops.argmax(logits, 1).astype(ms.int32)
-                outputs.append(logits)
-            return ops.softmax(ops.stack(outputs, 1), axis=2)
+        for _ in range(self.num_steps):
+            hidden = self.attention_cell(hidden, batch_h, batch_h_proj, ids)
+            logits = self.generator(hidden)
+            ids = ops.argmax(logits, 1).astype(ms.int32)
+            outputs.append(logits)
+        return ops.softmax(ops.stack(outputs, 1), axis=2)
+
+    def teacher_forced(self, inputs, targets):
+        """(logits [N, steps, C], attention weights [N, steps, T]) with the targets fed back; the weights are
+        what a training-only attention loss (train/step.py) reads."""
+        batch_h, batch_h_proj, hidden = self.start(inputs)
         targets = targets.astype(ms.int32)
+        outputs, alphas = [], []
         for step in range(self.num_steps):
-            hidden = self.attention_cell(hidden, batch_h, batch_h_proj, targets[:, step])
+            hidden, alpha = self.attention_cell.step(hidden, batch_h, batch_h_proj, targets[:, step])
             outputs.append(hidden)
-        return self.generator(ops.stack(outputs, 1))
+            alphas.append(alpha[:, :, 0])
+        return self.generator(ops.stack(outputs, 1)), ops.stack(alphas, 1)
+
+    def start(self, inputs):
+        """(features [N, T, F], their projection for the attention, constant over steps, the zero state).
+        The zero state (and the GO ids) come from a tensor of the batch, not `ops.zeros` of a batch-derived
+        shape: a dynamic-batch MindIR would keep a Zeros primitive, which Lite's Ascend converter does not list."""
+        batch_h = ops.transpose(inputs, (1, 0, 2))
+        batch_h_proj = self.attention_cell.i2h(batch_h)
+        return batch_h, batch_h_proj, batch_h_proj[:, 0, :] * 0
 
 
 def _conv3x3_block(cin: int, cout: int) -> nn.SequentialCell:

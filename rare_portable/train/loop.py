@@ -165,10 +165,11 @@ class Trainer:
         model = self.network
         if self.amp_level != "O0":
             self.network = ms.amp.auto_mixed_precision(self.network, self.amp_level)
-        # The auxiliary CTC loss reads the encoder, so it takes the model itself: AMP casts its cells in place,
+        # The auxiliary CTC loss and guided attention read the encoder, so they take the model itself: AMP casts its cells in place,
         # and NetworkWithLoss casts the outputs to float32 as AMP's wrapper would.
-        net_with_loss = NetworkWithLoss(model if settings.aux_ctc_weight else self.network, settings.aux_ctc_weight,
-                                        settings.seed, settings.label_smoothing)
+        reads_encoder = settings.aux_ctc_weight or settings.guided_attention_weight
+        net_with_loss = NetworkWithLoss(model if reads_encoder else self.network, settings.aux_ctc_weight,
+                                        settings.seed, settings.label_smoothing, settings.guided_attention_weight)
         self.schedule = lr_schedule(settings.schedule, self.plan.steps_per_epoch)
         self.optimizer = build_optimizer(net_with_loss.trainable_params(), settings.optimizer, self.schedule[0])
         self.loss_scaler = build_loss_scaler(settings.loss_scale)
@@ -257,6 +258,9 @@ class Trainer:
         if s.attention_warmup_steps:
             self.log(f"the first {s.attention_warmup_steps} steps train through the auxiliary CTC loss alone "
                      f"(train.attention_warmup_steps)")
+        if s.guided_attention_weight:
+            self.log(f"guided attention: a left-to-right attention prior, weight {s.guided_attention_weight:g} "
+                     f"(training only)")
         if s.label_smoothing:
             self.log(f"label smoothing {s.label_smoothing:g} in the objective (the logged loss is not smoothed)")
         if s.curriculum:

@@ -2,6 +2,7 @@
 
 Keys are MindOCR's (tools/train.py and the builders it calls), so its rec yaml trains unchanged. Keys we
 add are few and named in docs/training.md: `train.curriculum`, `train.aux_ctc_weight`, `train.attention_warmup_steps`,
+`train.guided_attention_weight`,
 `train.resume_save_interval`, `train.max_consecutive_nonfinite`, `loss.label_smoothing`, `system.device_target`, and `optimizer.opt: adadelta` (MindOCR has no Adadelta; DTRB trains with it).
 """
 from __future__ import annotations
@@ -107,6 +108,7 @@ class TrainSettings:
     curriculum: Optional[CurriculumSettings]
     aux_ctc_weight: float  # 0: off; else the weight of a training-only CTC loss on the encoder (train/step.py)
     attention_warmup_steps: int  # the first steps train the encoder through the auxiliary CTC loss alone
+    guided_attention_weight: float  # 0: off; else the weight of a left-to-right attention prior (train/step.py)
     label_smoothing: float  # loss.label_smoothing: 0 is MindOCR's AttentionLoss
     resume_save_interval: int  # steps; 0: train_resume.ckpt only at epoch ends and on a stop
     max_consecutive_nonfinite: int
@@ -154,6 +156,7 @@ def read_settings(config: RareConfig, opts: Sequence[str] = ()) -> TrainSettings
         curriculum=_curriculum(get_dotted(raw, "train.curriculum"), max_text_len),
         aux_ctc_weight=_aux_ctc_weight(_section(raw, "train")),
         attention_warmup_steps=_attention_warmup_steps(_section(raw, "train")),
+        guided_attention_weight=_float(_section(raw, "train"), "train.guided_attention_weight", 0.0),
         label_smoothing=_label_smoothing(_section(raw, "loss")),
         resume_save_interval=_int(_section(raw, "train"), "train.resume_save_interval", DEFAULT_RESUME_SAVE_INTERVAL,
                                   minimum=0),

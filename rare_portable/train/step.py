@@ -47,6 +47,27 @@ class AuxiliaryCTC(nn.Cell):
         return loss
 
 
+GUIDED_ATTENTION_SIGMA = 0.2  # Tachibana et al.'s g: the prior's width, as a fraction of the word
+
+
+def guided_attention_loss(alphas, targets, sigma: float = GUIDED_ATTENTION_SIGMA):
+    """A training-only prior that characters are read left to right, evenly spaced (guided attention,
+    Tachibana et al. 2017): step t of a word of L characters is penalised for attending far from column
+    (t + 0.5) / L of the feature map, by sum_s alpha[t, s] (1 - exp(-(s' - t')^2 / 2 sigma^2)). It gives the
+    attention a gradient towards the right column from the first step on, where a fresh RARE otherwise waits
+    on its plateau until it finds positions by chance. `alphas` [N, steps, T]; STOP and padding steps are
+    not guided. Returns the mean over character steps."""
+    steps, columns = alphas.shape[1], alphas.shape[2]
+    chars = (targets[:, 1:1 + steps] >= 2).astype(ms.float32)  # [N, steps]: 1 on character steps
+    lengths = ops.maximum(chars.sum(1, keepdims=True), 1.0)  # [N, 1]
+    expected = (ops.arange(steps, dtype=ms.float32).reshape(1, -1) + 0.5) / lengths  # [N, steps]
+    position = (ops.arange(columns, dtype=ms.float32) + 0.5) / columns  # [T]
+    distance = position.reshape(1, 1, -1) - ops.expand_dims(expected, 2)  # [N, steps, T]
+    penalty = 1 - ops.exp(-distance * distance / (2 * sigma * sigma))
+    per_step = (alphas.astype(ms.float32) * penalty).sum(2)  # [N, steps]
+    return (per_step * chars).sum() / ops.maximum(chars.sum(), 1.0)
+
+
 class NetworkWithLoss(nn.Cell):
     """MindOCR's AttentionLoss on the teacher-forced logits, in float32 whatever the network computes in, plus
     `aux_ctc_weight` x an auxiliary CTC loss when that is on. Returns (objective, attention loss): the second,
@@ -55,15 +76,18 @@ class NetworkWithLoss(nn.Cell):
 
     `attention_weight` (an input of the step, like the lr) scales the attention loss in the objective: 0 while
     `train.attention_warmup_steps` lets CTC alone shape the encoder first. (A Parameter set from Python
-    between steps was measured not to reach the compiled step.)"""
+    between steps was measured not to reach the compiled step.) `guided_attention_weight` adds
+    `guided_attention_loss` on the teacher-forced attention weights."""
 
-    def __init__(self, network: nn.Cell, aux_ctc_weight: float = 0.0, seed: int = 0, label_smoothing: float = 0.0):
+    def __init__(self, network: nn.Cell, aux_ctc_weight: float = 0.0, seed: int = 0, label_smoothing: float = 0.0,
+                 guided_attention_weight: float = 0.0):
         super().__init__(auto_prefix=False)  # keep MindOCR's parameter names
         self.network = network
         self.loss = AttentionLoss()
         self.smoothing = float(label_smoothing)
         self.smoothed_loss = AttentionLoss(self.smoothing) if self.smoothing > 0 else self.loss
         self.aux_ctc_weight = float(aux_ctc_weight)
+        self.guided_attention_weight = float(guided_attention_weight)
         if self.aux_ctc_weight > 0:
             self.aux_ctc = AuxiliaryCTC(network.spec.neck.out_channels, network.spec.num_classes, seed)
 
@@ -74,12 +98,21 @@ class NetworkWithLoss(nn.Cell):
         return (self.smoothed_loss(logits, targets) if self.smoothing > 0 else loss), loss
 
     def construct(self, images, targets, attention_weight):
-        if self.aux_ctc_weight <= 0:
+        if self.aux_ctc_weight <= 0 and self.guided_attention_weight <= 0:
             objective, loss = self.attention_losses(self.network(images, targets), targets)
             return attention_weight * objective, loss
         features = self.network.encode(images)
-        objective, loss = self.attention_losses(self.network.head(features, targets), targets)
-        return attention_weight * objective + self.aux_ctc_weight * self.aux_ctc(features, targets), loss
+        if self.guided_attention_weight > 0:
+            logits, alphas = self.network.head.teacher_forced(features, targets)
+        else:
+            logits, alphas = self.network.head(features, targets), None
+        objective, loss = self.attention_losses(logits, targets)
+        objective = attention_weight * objective
+        if self.aux_ctc_weight > 0:
+            objective = objective + self.aux_ctc_weight * self.aux_ctc(features, targets)
+        if self.guided_attention_weight > 0:
+            objective = objective + self.guided_attention_weight * guided_attention_loss(alphas, targets)
+        return objective, loss
 
 
 class GradientsUnchanged(nn.Cell):
