@@ -177,7 +177,7 @@ def main(argv=None):
     print(f"pictures: {model / 'curves.png'}, {out / 'synth_preview.png'}")
     print(f"reports: {parity_json}, {out}/eval_*.json; took {(time.perf_counter() - started) / 60:.1f} min")
     print("\nTraining from scratch: rare_portable/pretrained/rare_small_en.md has the exact commands "
-          "(README: Training).")
+          "(docs/training.md).")
     if not parity["ok"]:
         sys.exit("parity violated: see the table above")
 
