@@ -154,7 +154,8 @@ def ascend_tools() -> List[str]:
     cann = os.environ.get("ASCEND_HOME_PATH") or os.environ.get("ASCEND_TOOLKIT_HOME")
     if cann is None and Path("/usr/local/Ascend").is_dir():
         cann = "/usr/local/Ascend"
-    return [f"converter_lite: {converter or 'not on PATH (rare convert writes its config and command to run elsewhere)'}",
+    missing = "not on PATH (rare convert writes its config and command to run elsewhere)"
+    return [f"converter_lite: {converter or missing}",
             f"CANN toolkit: {cann or 'not found (ASCEND_HOME_PATH unset, no /usr/local/Ascend)'}"]
 
 

@@ -308,7 +308,8 @@ def backend_weights(backends: Sequence[str], weights: Sequence[str], artifacts: 
             if len(found) == 1:
                 chosen[backend] = str(found[0])
                 continue
-            why = (f"{len(found)} {ARTIFACT_SUFFIXES[backend]} files in {artifacts} ({', '.join(f.name for f in found)})"
+            names = ", ".join(f.name for f in found)
+            why = (f"{len(found)} {ARTIFACT_SUFFIXES[backend]} files in {artifacts} ({names})"
                    if found else f"no {ARTIFACT_SUFFIXES[backend]} file" + (f" in {artifacts}" if artifacts else ""))
             if not skip_missing or found:
                 raise click.UsageError(f"--backend {backend} runs an exported file and there is {why}: pass "

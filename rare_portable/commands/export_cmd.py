@@ -48,7 +48,8 @@ def export(config, opts, weights, fmt, output, dynamic_batch, batch, opset, simp
     if int8 and fmt != "onnx":
         raise click.ClickException(f"--int8 needs --format onnx (ONNX Runtime runs int8 models), not {fmt}")
     if lstm_kernel and fmt != "mindir":
-        raise click.ClickException("--lstm-kernel is for --format mindir (ONNX keeps the LSTM op; onnx-lite unrolls it)")
+        raise click.ClickException("--lstm-kernel is for --format mindir (ONNX keeps the LSTM op; onnx-lite "
+                                   "unrolls it)")
     if calibration and int8 != "static":
         raise click.ClickException("--calibration is for --int8 static; dynamic int8 needs no calibration images")
     from exporters.artifact import output_folder

@@ -111,7 +111,8 @@ class StopRequest:
 
 def train(config: RareConfig, opts: Sequence[str] = (), *, resume: Optional[str] = None,
           weights: Optional[str] = None, force: bool = False, time_limit_s: Optional[float] = None,
-          on_step: Optional[Callable[[StepInfo], None]] = None, echo: Callable[[str], None] = tqdm.write) -> TrainResult:
+          on_step: Optional[Callable[[StepInfo], Optional[bool]]] = None,
+          echo: Callable[[str], None] = tqdm.write) -> TrainResult:
     """Train as `config` says; `resume` ("auto" or a train_resume.ckpt) continues a run, `weights` fine-tunes.
     `on_step` sees every step; when it returns True the run saves and stops there, as on Ctrl-C.
 
@@ -123,7 +124,8 @@ def train(config: RareConfig, opts: Sequence[str] = (), *, resume: Optional[str]
 class Trainer:
     def __init__(self, config: RareConfig, settings: TrainSettings, resume: Optional[str] = None,
                  weights: Optional[str] = None, force: bool = False, time_limit_s: Optional[float] = None,
-                 on_step: Optional[Callable[[StepInfo], None]] = None, echo: Callable[[str], None] = tqdm.write):
+                 on_step: Optional[Callable[[StepInfo], Optional[bool]]] = None,
+                 echo: Callable[[str], None] = tqdm.write):
         import mindspore as ms
 
         self.config, self.settings, self.spec = config, settings, config.spec
@@ -165,8 +167,8 @@ class Trainer:
         model = self.network
         if self.amp_level != "O0":
             self.network = ms.amp.auto_mixed_precision(self.network, self.amp_level)
-        # The auxiliary CTC loss and guided attention read the encoder, so they take the model itself: AMP casts its cells in place,
-        # and NetworkWithLoss casts the outputs to float32 as AMP's wrapper would.
+        # The auxiliary CTC loss and guided attention read the encoder, so they take the model itself: AMP casts
+        # its cells in place, and NetworkWithLoss casts the outputs to float32 as AMP's wrapper would.
         reads_encoder = settings.aux_ctc_weight or settings.guided_attention_weight
         net_with_loss = NetworkWithLoss(model if reads_encoder else self.network, settings.aux_ctc_weight,
                                         settings.seed, settings.label_smoothing, settings.guided_attention_weight)

@@ -132,7 +132,7 @@ class TrainStep(nn.Cell):
     def __init__(self, net_with_loss: NetworkWithLoss, optimizer, loss_scaler, clip_norm: Optional[float],
                  grad_reducer: Optional[nn.Cell] = None):
         super().__init__(auto_prefix=False)
-        self.statistics = ParameterTuple(p for p in net_with_loss.network.get_parameters() if not p.requires_grad)
+        self.statistics = ParameterTuple(p for p in net_with_loss.get_parameters() if not p.requires_grad)
         self.statistics_before = self.statistics.clone(prefix="statistics_before_step", init="zeros")
         self.net_with_loss = net_with_loss
         self.optimizer = optimizer
