@@ -63,7 +63,7 @@ def convert_ascend310(mindir, output_dir, precision_mode: str = "enforce_fp32", 
                       batch: int = 1, batch_sizes: Sequence[int] = ()) -> AscendConversion:
     """Write `config.txt` and the converter command; run it when `converter_lite` is on PATH (or `run`).
     `batch_sizes` (a MindIR exported with a dynamic batch) writes Ascend's `dynamic_dims` instead of one batch."""
-    from .mindir_export import primitives, read_mindir_info
+    from .mindir_export import read_mindir_info
 
     mindir = Path(mindir)
     if precision_mode not in PRECISION_MODES:
@@ -77,7 +77,7 @@ def convert_ascend310(mindir, output_dir, precision_mode: str = "enforce_fp32", 
                             f"--batch-sizes")
     if stored_batch is not None and stored_batch != batch:
         raise ArtifactError(f"{mindir} was exported for batch {stored_batch}; convert with --batch {stored_batch}")
-    unsupported = unsupported_primitives(primitives(mindir))
+    unsupported = unsupported_primitives(info["primitives"])
     if unsupported:
         version, _ = supported_ops()
         fix = ("re-export it without --lstm-kernel (the LSTM as plain operators)" if "LSTM" in unsupported

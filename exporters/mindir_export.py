@@ -53,9 +53,9 @@ def parse_mindir(path: Path):
     return model
 
 
-def mindir_input_names(path: Path):
+def input_names(model):
     """Graph input names as stored in the file."""
-    return [i.name for i in parse_mindir(path).graph.input]
+    return [i.name for i in model.graph.input]
 
 
 def user_info(model) -> Dict[str, str]:
@@ -73,9 +73,9 @@ def set_user_info(model, key: str, value: str) -> None:
     entry.key, entry.value = key, value
 
 
-def embedded_record(path: Path) -> Optional[dict]:
+def embedded_record(model) -> Optional[dict]:
     """The export record stored in the file's user_info, or None (a MindIR not exported by us)."""
-    text = user_info(parse_mindir(path)).get(USER_INFO_KEY)
+    text = user_info(model).get(USER_INFO_KEY)
     return json.loads(text) if text else None
 
 
@@ -84,9 +84,8 @@ STRUCTURAL = {"Constant", "Load", "TupleGetItem", "MakeTuple", "make_list", "mak
               "Return", "return"}
 
 
-def primitives(path: Path) -> Dict[str, int]:
-    """{primitive name: nodes} of a MindIR file, graph plumbing left out. Nodes store `REF::Name:id`."""
-    model = parse_mindir(path)
+def primitives(model) -> Dict[str, int]:
+    """{primitive name: nodes} of a parsed MindIR, graph plumbing left out. Nodes store `REF::Name:id`."""
     counts: Dict[str, int] = {}
     for graph in (model.graph, *model.functions):
         for node in graph.node:
@@ -98,11 +97,13 @@ def primitives(path: Path) -> Dict[str, int]:
 
 def export_copy(net, lstm_kernel: bool):
     """The network to export: a copy of `net` with the chosen LSTM, so the caller's network is untouched."""
-    from rare_portable import build_model, get_state
+    from rare_portable import get_state
+    from rare_portable.nets import build_network
     from rare_portable.weights import framework_module
 
-    copy = build_model(net.spec, "mindspore")
-    framework_module("mindspore").set_state(copy, get_state(net))
+    copy = build_network(net.spec, "mindspore")
+    framework_module("mindspore").set_state(copy, get_state(net))  # every tensor: no initialisation needed
+    copy.set_train(False)
     copy.neck.use_lstm_kernel = lstm_kernel
     return copy
 
@@ -132,9 +133,10 @@ def export_mindir(net, output, batch: Optional[int] = 1, lstm_kernel: bool = Fal
         stem = os.path.join(tmp, "model")
         ms.export(exported, example, file_name=stem, file_format="MINDIR", custom_func=store_record)
         os.replace(stem + ".mindir", output)
-    names = mindir_input_names(output)
+    model = parse_mindir(output)
+    names = input_names(model)
     extra = {k: v for k, v in record.items() if k not in ("spec", "rare_portable")}
-    write_sidecar(output, spec, input_name=names[0], primitives=primitives(output), **extra)
+    write_sidecar(output, spec, input_name=names[0], primitives=primitives(model), **extra)
     check_batch = 2 if batch is None else batch
     x = np.random.default_rng(0).uniform(-1, 1, (check_batch, i.channels, i.height, i.width)).astype(np.float32)
     got = ms.nn.GraphCell(ms.load(str(output)))(ms.Tensor(x)).asnumpy()
@@ -143,15 +145,18 @@ def export_mindir(net, output, batch: Optional[int] = 1, lstm_kernel: bool = Fal
 
 
 def read_mindir_info(path, expected: Optional[ModelSpec] = None):
-    """(spec, record): from the file itself, else from its sidecar (files exported before the record was
-    embedded). `expected` is checked against the stored spec."""
+    """(spec, record) of a MindIR, parsed once: the record stored in the file itself, else its sidecar (files
+    from other exporters), with the file's `input_name` and `primitives`. `expected` is checked against the
+    stored spec."""
     path = Path(path)
     if not path.is_file():
         raise ArtifactError(f"{path}: no such file")
-    record = embedded_record(path) if path.stat().st_size else None
+    model = parse_mindir(path)
+    record = embedded_record(model)
     if record is None:
-        return sidecar_spec(path, expected), read_sidecar(path)
-    spec = spec_from_dict(record["spec"])
-    if expected is not None:
-        check_same_spec(path, spec, expected)
-    return spec, {**record, "input_name": mindir_input_names(path)[0]}
+        spec, record = sidecar_spec(path, expected), read_sidecar(path)
+    else:
+        spec = spec_from_dict(record["spec"])
+        if expected is not None:
+            check_same_spec(path, spec, expected)
+    return spec, {**record, "input_name": input_names(model)[0], "primitives": primitives(model)}

@@ -179,12 +179,12 @@ def test_mindir_without_the_lstm_kernel_converts_for_ascend_and_matches_pytorch(
     import torch
 
     from exporters.ascend310 import supported_ops, unsupported_primitives
-    from exporters.mindir_export import primitives
+    from exporters.mindir_export import parse_mindir, primitives
 
     net, weights = _recipe_net("mindspore", [], tmp_path, sharp=True)  # a decoder driven as hard as a trained one
     plain = export_mindir(net, tmp_path / "plain.mindir", batch=None)
     kernel = export_mindir(net, tmp_path / "kernel.mindir", batch=None, lstm_kernel=True)
-    plain_ops, kernel_ops = primitives(plain.path), primitives(kernel.path)
+    plain_ops, kernel_ops = (primitives(parse_mindir(e.path)) for e in (plain, kernel))
     assert "LSTM" in kernel_ops and "LSTM" not in plain_ops
     assert {"Conv2D", "MatMulExt", "Sigmoid"} <= set(plain_ops)
     assert unsupported_primitives(plain_ops) == [] and "LSTM" in unsupported_primitives(kernel_ops)
