@@ -12,6 +12,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
@@ -26,6 +27,7 @@ LITE_NAMES = {"ReLU": "Activation", "ReLU6": "Activation", "Sigmoid": "Activatio
               "MatMulExt": "MatMulFusion", "Dense": "MatMulFusion", "Argmax": "ArgmaxFusion"}
 
 
+@lru_cache(maxsize=1)
 def supported_ops() -> Tuple[str, frozenset]:
     """(version line, names) of the shipped operator list."""
     version, names = "", set()

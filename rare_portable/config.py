@@ -41,13 +41,14 @@ _MODEL_KEYS = {
         "stn_activation", "loc_channels", "loc_fc_hidden", "align_corners", "padding_mode",
     },
 }
-# Keys an --opt may add to a config that does not write them: MindOCR's rec keys and ours (docs/training.md lists
-# ours). An --opt naming a key in neither the config nor this list is a typo, refused with "did you mean".
+# The keys each section may hold: MindOCR's rec keys and ours (docs/training.md lists ours). An --opt naming a key
+# in neither the config nor this table is a typo, refused with "did you mean"; `rare train` checks its sections
+# against the same table (train/settings.py).
 _DATASET_KEYS = ("type", "dataset_root", "data_dir", "label_file", "sample_ratio", "shuffle", "filter_max_len",
                  "max_text_len", "transform_pipeline", "output_columns", "net_input_column_index",
                  "label_column_index", "random_choice_if_none")
 _LOADER_KEYS = ("shuffle", "batch_size", "drop_remainder", "max_rowsize", "num_workers")
-_OPT_KEYS = {
+KNOWN_KEYS = {
     "system": ("mode", "distribute", "amp_level", "amp_level_infer", "seed", "log_interval", "val_while_train",
                "val_start_epoch", "val_interval", "drop_overflow_update", "ckpt_save_policy", "ckpt_max_keep",
                "refine_batch_size", "device_target"),
@@ -81,7 +82,7 @@ def _check_opt_key(raw: Mapping[str, Any], key: str, source: str) -> None:
         return
     parent, _, leaf = key.rpartition(".")
     existing = get_dotted(raw, parent)
-    known = set(_OPT_KEYS.get(parent, ())) | (set(existing) if isinstance(existing, Mapping) else set())
+    known = set(KNOWN_KEYS.get(parent, ())) | (set(existing) if isinstance(existing, Mapping) else set())
     if leaf in known or not known:  # no known keys: a section neither MindOCR's configs nor we define
         return
     raise ConfigError(f"--opt {key}: {source} has no such key and rare does not read it{_suggest(leaf, known)}")

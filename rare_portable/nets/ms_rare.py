@@ -176,7 +176,6 @@ class AttentionHead(nn.Cell):
         super().__init__()
         self.attention_cell = AttentionCell(in_channels, spec.hidden_size, spec.num_classes)
         self.generator = nn.Dense(spec.hidden_size, spec.num_classes)
-        self.hidden_size = spec.hidden_size
         self.num_steps = spec.num_steps
 
     def construct(self, inputs, targets=None):

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
-from ..config import ConfigError, RareConfig, get_dotted, load_config, pipeline_steps
+from ..config import KNOWN_KEYS, ConfigError, RareConfig, get_dotted, load_config, pipeline_steps
 from ..spec import InputSpec
 
 SCHEDULERS = ("constant", "cosine_decay", "warmup_cosine_decay")
@@ -227,9 +227,7 @@ def _check_known(section: Mapping, dotted: str, known: Sequence[str]) -> None:
 
 
 def _schedule(cfg: Mapping[str, Any]) -> ScheduleSettings:
-    known = ("scheduler", "lr", "min_lr", "warmup_epochs", "warmup_factor", "decay_epochs", "num_epochs",
-             "lr_epoch_stair", "num_cycles")
-    _check_known(cfg, "scheduler", known)
+    _check_known(cfg, "scheduler", KNOWN_KEYS["scheduler"])
     if cfg.get("lr_epoch_stair"):
         raise ConfigError("scheduler.lr_epoch_stair: only per-step schedules are supported; set it false")
     if cfg.get("num_cycles", 1) != 1:
@@ -254,9 +252,7 @@ def _schedule(cfg: Mapping[str, Any]) -> ScheduleSettings:
 
 
 def _optimizer(cfg: Mapping[str, Any]) -> OptimizerSettings:
-    known = ("opt", "weight_decay", "filter_bias_and_bn", "no_weight_decay_params", "beta1", "beta2", "eps", "rho",
-             "momentum", "nesterov", "loss_scale")
-    _check_known(cfg, "optimizer", known)
+    _check_known(cfg, "optimizer", KNOWN_KEYS["optimizer"])
     if cfg.get("loss_scale", 1.0) != 1.0:
         raise ConfigError("optimizer.loss_scale must be 1.0 (as in MindOCR): set the scale in loss_scaler.loss_scale")
     d = OptimizerSettings()
@@ -287,7 +283,7 @@ def _loss_scale(cfg: Optional[Mapping[str, Any]]) -> LossScaleSettings:
         return LossScaleSettings()
     if not isinstance(cfg, Mapping):
         raise ConfigError(f"loss_scaler must be a mapping, got {cfg!r}")
-    _check_known(cfg, "loss_scaler", ("type", "loss_scale", "scale_factor", "scale_window"))
+    _check_known(cfg, "loss_scaler", KNOWN_KEYS["loss_scaler"])
     kind = cfg.get("type", "static")
     if kind not in ("static", "dynamic"):
         raise ConfigError(f"loss_scaler.type must be static or dynamic, got {kind!r}")
@@ -319,7 +315,7 @@ def _curriculum(cfg: Any, max_text_len: int) -> Optional[CurriculumSettings]:
         return None
     if not isinstance(cfg, Mapping):
         raise ConfigError(f"train.curriculum must be a mapping (start_max_len, epochs), got {cfg!r}")
-    _check_known(cfg, "train.curriculum", ("start_max_len", "epochs"))
+    _check_known(cfg, "train.curriculum", KNOWN_KEYS["train.curriculum"])
     start = _int(cfg, "train.curriculum.start_max_len", 3, minimum=1)
     if start > max_text_len:
         raise ConfigError(f"train.curriculum.start_max_len {start} exceeds common.max_text_len {max_text_len}")
@@ -346,7 +342,7 @@ def _attention_warmup_steps(train: Mapping[str, Any]) -> int:
 
 def _label_smoothing(loss: Mapping[str, Any]) -> float:
     """MindOCR's AttentionLoss (mean over characters, padding ignored) plus our `label_smoothing` key."""
-    _check_known(loss, "loss", ("name", "reduction", "ignore_index", "label_smoothing"))
+    _check_known(loss, "loss", KNOWN_KEYS["loss"])
     if loss.get("name", "AttentionLoss") != "AttentionLoss":
         raise ConfigError(f"loss.name {loss.get('name')!r} is not supported by rare train; use AttentionLoss")
     if loss.get("reduction", "mean") != "mean" or loss.get("ignore_index", 0) != 0:
