@@ -127,6 +127,12 @@ def main(argv=None):
         del artifacts["mslite"]
     else:
         rare("export", "-c", DEFAULT_MODEL, "-w", weights, "--format", "mslite", "-o", artifacts["mslite"])
+    try:  # OpenVINO runs the same ONNX file, in fp32 and in bf16 (the CPU's bf16 units where it has them)
+        import openvino  # noqa: F401
+        artifacts.update({"openvino": artifacts["onnxruntime"], "openvino-bf16": artifacts["onnxruntime"]})
+    except ImportError:
+        print("
+OpenVINO skipped: not installed (pip install -c constraints.txt 'rare-portable[openvino]')")
 
     parity_json = out / "parity.json"
     images = ["--images", REAL_WORDS] if REAL_WORDS.is_dir() else []
@@ -173,7 +179,7 @@ def main(argv=None):
     print("(word accuracy, MindOCR's metric; differ: words read differently from torch, one `rare eval` run; "
           "real held-out = the last quarter of IC15/IIIT5K train and all of SVT "
           "train, which the shipped model never trained on)")
-    print(f"\nartifacts: {weights}, " + ", ".join(str(p) for p in artifacts.values()))
+    print(f"\nartifacts: {weights}, " + ", ".join(sorted({str(p) for p in artifacts.values()})))
     print(f"pictures: {model / 'curves.png'}, {out / 'synth_preview.png'}")
     print(f"reports: {parity_json}, {out}/eval_*.json; took {(time.perf_counter() - started) / 60:.1f} min")
     print("\nTraining from scratch: rare_portable/pretrained/rare_small_en.md has the exact commands "

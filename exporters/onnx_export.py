@@ -17,7 +17,7 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Dict, Optional
 
 import numpy as np
 
@@ -156,18 +156,23 @@ def _compare_with_torch(net, path: Path, spec: ModelSpec, batch: int):
     return float(np.abs(got - ref).max()), bool((got.argmax(-1) == ref.argmax(-1)).all())
 
 
-def read_onnx_spec(path, expected: Optional[ModelSpec] = None) -> ModelSpec:
-    """The spec stored in an exported model; with `expected`, an error if they disagree."""
+def onnx_metadata(path) -> Dict[str, str]:
+    """The metadata_props of the ONNX model at `path` (spec, int8 record) as a dict."""
     import onnx
 
-    from rare_portable.spec import spec_from_dict
-
-    path = Path(path)
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as e:
         raise ExportError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from None
-    meta = {p.key: p.value for p in model.metadata_props}
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def read_onnx_spec(path, expected: Optional[ModelSpec] = None) -> ModelSpec:
+    """The spec stored in an exported model; with `expected`, an error if they disagree."""
+    from rare_portable.spec import spec_from_dict
+
+    path = Path(path)
+    meta = onnx_metadata(path)
     if SPEC_KEY not in meta:
         raise ExportError(f"{path}: no {SPEC_KEY} metadata; export it with `rare export --format onnx`")
     spec = spec_from_dict(json.loads(meta[SPEC_KEY]))

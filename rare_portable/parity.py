@@ -9,7 +9,8 @@ within the tolerance is a near-tie, not a violation. Framework runtimes are also
 
 An int8 artifact (`rare export --int8`) is its own tolerance class: quantization moves probabilities by
 up to a few percent, so it is held to the words instead: at most a share of the samples
-(INT8_MAX_WORD_DISAGREEMENT) may decode to another word than the fp32 reference's.
+(INT8_MAX_WORD_DISAGREEMENT) may decode to another word than the fp32 reference's. A bf16 runtime
+(`openvino-bf16`) is a class of its own the same way, with BF16_MAX_WORD_DISAGREEMENT.
 """
 from __future__ import annotations
 
@@ -29,8 +30,12 @@ from .spec import ModelSpec
 FP32_TOLERANCE = 1e-4
 # int8 class: at most this share of the samples may decode (greedy) to another word than the reference.
 INT8_MAX_WORD_DISAGREEMENT = 0.02
-ALL_BACKENDS = ("torch", "mindspore", "mindspore-graph", "onnxruntime", "mindir", "mslite")
+# bf16 class (OpenVINO on a CPU with bf16 units): probabilities move by ~5e-3; at most this share of words may differ.
+BF16_MAX_WORD_DISAGREEMENT = 0.01
+ALL_BACKENDS = ("torch", "mindspore", "mindspore-graph", "onnxruntime", "mindir", "mslite", "openvino", "openvino-bf16")
 REFERENCE = "torch"
+# Backends that run the same exported .onnx file: it is exported once per parity run.
+ONNX_BACKENDS = ("onnxruntime", "openvino", "openvino-bf16")
 # `rare parity --artifact FILE`: the runtime that opens an exported file, by its suffix.
 ARTIFACT_RUNTIMES = {".onnx": "onnxruntime", ".mindir": "mindir", ".ms": "mslite"}
 
@@ -47,7 +52,8 @@ class PairResult:
     near_ties: List[Dict] = field(default_factory=list)  # divergences at a reference near-tie
     violations: List[str] = field(default_factory=list)
     tolerance_class: str = "fp32"  # or "int8-static" / "int8-dynamic": held to words, not probabilities
-    word_disagreement: Optional[float] = None  # int8: share of samples whose word differs from the reference
+    word_disagreement: Optional[float] = None  # int8/bf16: share of samples whose word differs from the reference
+    max_word_disagreement: Optional[float] = None  # int8/bf16: the bound that share is held to
     words_differing: List[Dict] = field(default_factory=list)  # int8: {"sample", "text", "reference"}
 
     @property
@@ -105,7 +111,7 @@ def compare(backend: str, probs: np.ndarray, ref: np.ndarray, spec: ModelSpec, t
 
 def compare_words(backend: str, probs: np.ndarray, ref: np.ndarray, spec: ModelSpec, tolerance_class: str,
                   max_disagreement: float) -> PairResult:
-    """The int8 class: greedy words may differ from the reference's on at most `max_disagreement` of the
+    """The int8 and bf16 classes: greedy words may differ from the reference's on at most `max_disagreement` of the
     samples; probabilities are reported, not bounded."""
     ids, ref_ids = probs.argmax(-1), ref.argmax(-1)
     texts = [t for t, _ in decode(probs, spec.charset)]
@@ -116,13 +122,13 @@ def compare_words(backend: str, probs: np.ndarray, ref: np.ndarray, spec: ModelS
     if share > max_disagreement:
         shown = "; ".join(f"sample {d['sample']}: {d['text']!r} vs {d['reference']!r}" for d in differing[:3])
         violations.append(f"{len(differing)} of {len(ref)} words differ from the reference ({share:.1%} > "
-                          f"{max_disagreement:.1%} allowed for int8): {shown}")
+                          f"{max_disagreement:.1%} allowed for {tolerance_class}): {shown}")
     return PairResult(
         backend=backend, reference=REFERENCE, max_abs_diff=float(np.abs(probs - ref).max()),
         aligned_max_abs_diff=aligned_diff(probs, ref, first_divergences(ids, ref_ids)),
         teacher_forced_max_abs_diff=None, ids_identical=bool((ids == ref_ids).all()),
         strings_identical=not differing, violations=violations, tolerance_class=tolerance_class,
-        word_disagreement=share, words_differing=differing,
+        word_disagreement=share, max_word_disagreement=max_disagreement, words_differing=differing,
     )
 
 
@@ -173,11 +179,14 @@ def run_parity(spec: ModelSpec, weights, input_sets: Dict[str, np.ndarray], back
     from runtimes import open_runtime
 
     workdir = Path(workdir or tempfile.mkdtemp(prefix="rare-parity-"))
-    runtimes, unavailable = {}, {}
+    runtimes, unavailable, exported = {}, {}, {}
     for backend in [REFERENCE] + [b for b in backends if b != REFERENCE]:
         try:
             progress(f"preparing {backend}")
-            artifact = artifact_for(backend, spec, weights, workdir)
+            kind = "onnx" if backend in ONNX_BACKENDS else backend
+            if kind not in exported:
+                exported[kind] = artifact_for(backend, spec, weights, workdir)
+            artifact = exported[kind]
             runtimes[backend] = open_runtime(backend, spec, artifact if artifact else weights)
         except UserError as e:  # a runtime that cannot run here is reported, not fatal
             unavailable[backend] = str(e)
@@ -207,6 +216,9 @@ def run_parity(spec: ModelSpec, weights, input_sets: Dict[str, np.ndarray], back
                 rows.append(compare_words(backend, probs, ref, spec, f"int8-{runtime.quantization['method']}",
                                           max_word_disagreement))
                 continue
+            if runtime.precision == "bf16":
+                rows.append(compare_words(backend, probs, ref, spec, "bf16", BF16_MAX_WORD_DISAGREEMENT))
+                continue
             tf = teacher_forced(runtime, batch, ref_ids)
             rows.append(compare(backend, probs, ref, spec, tolerance, tf, tf_ref if tf is not None else None))
         results[name] = rows
@@ -218,7 +230,7 @@ def artifact_for(backend: str, spec: ModelSpec, weights, workdir: Path) -> Optio
     """Export the artifact an artifact runtime loads; framework runtimes take the weights directly."""
     from .api import build_model
 
-    if backend == "onnxruntime":
+    if backend in ONNX_BACKENDS:
         from exporters.onnx_export import export_onnx
         return export_onnx(build_model(spec, "torch", weights=weights), workdir / f"{spec.name}.onnx").path
     if backend == "mindir":
@@ -238,8 +250,10 @@ def artifact_for(backend: str, spec: ModelSpec, weights, workdir: Path) -> Optio
 def format_report(report: ParityReport) -> str:
     rows_all = [r for rows in report.results.values() for r in rows]
     classes = f"fp32 tolerance {report.tolerance:.0e}"
-    if any(r.word_disagreement is not None for r in rows_all):
+    if any(r.tolerance_class.startswith("int8") for r in rows_all):
         classes += f"; int8: at most {report.max_word_disagreement:.1%} of words may differ, probabilities unbounded"
+    if any(r.tolerance_class == "bf16" for r in rows_all):
+        classes += f"; bf16: at most {BF16_MAX_WORD_DISAGREEMENT:.1%} of words may differ"
     lines = [f"parity of {report.config} against {REFERENCE} ({classes})"]
     width = max([16] + [len(r.backend) + 2 for r in rows_all])
     header = (f"{'runtime':<{width}}{'class':<13}{'max|Δ|':>10}{'aligned':>10}{'teacher-f.':>11}{'ids':>5}{'text':>6}"
@@ -251,7 +265,7 @@ def format_report(report: ParityReport) -> str:
             verdict = "ok" if r.ok else "FAIL: " + "; ".join(r.violations[:3])
             if r.word_disagreement is not None and r.ok:
                 verdict += (f": {len(r.words_differing)} of {report.inputs[name]} words differ "
-                            f"({r.word_disagreement:.1%} <= {report.max_word_disagreement:.1%})")
+                            f"({r.word_disagreement:.1%} <= {r.max_word_disagreement:.1%})")
             lines.append(f"{r.backend:<{width}}{r.tolerance_class:<13}{r.max_abs_diff:>10.1e}"
                          f"{r.aligned_max_abs_diff:>10.1e}{tf:>11}{'=' if r.ids_identical else '≠':>5}"
                          f"{'=' if r.strings_identical else '≠':>6}{len(r.near_ties):>6}  {verdict}")

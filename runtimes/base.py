@@ -28,11 +28,15 @@ RUNTIMES: Dict[str, str] = {
     "onnxruntime": "runtimes.onnxruntime_rt:OnnxRuntime",
     "mindir": "runtimes.mindir_rt:MindirRuntime",
     "mslite": "runtimes.mslite_rt:MindSporeLiteRuntime",
+    # OpenVINO's CPU plugin on the same .onnx file, fp32 or bf16 (AMX / AVX-512 BF16 where the CPU has them).
+    "openvino": "runtimes.openvino_rt:OpenVinoRuntime",
+    "openvino-bf16": "runtimes.openvino_rt:OpenVinoRuntime",
 }
-ARTIFACT_BACKENDS = ("onnxruntime", "mindir", "mslite")
+ARTIFACT_BACKENDS = ("onnxruntime", "mindir", "mslite", "openvino", "openvino-bf16")
 # Options a backend name implies, so `mindspore-graph` is one word on the command line.
 PRESET_OPTIONS: Dict[str, Dict[str, Any]] = {
     "mindspore-graph": {"mode": "graph"},
+    "openvino-bf16": {"precision": "bf16"},
 }
 # `recognise_all` sorts images by width within windows of this many batches: wide enough to group similar
 # widths, small enough that a large folder is never held in memory at once.
@@ -47,6 +51,8 @@ class Runtime(ABC):
     # How an int8 artifact was quantized (its exporter's record); None for fp32. `rare parity` holds an
     # int8 runtime to greedy-word agreement instead of fp32 probabilities.
     quantization: Optional[dict] = None
+    # What the runtime computes in; "bf16" puts it in its own `rare parity` class, held to words like int8.
+    precision: str = "fp32"
 
     def __init__(self, spec: ModelSpec):
         self.spec = spec

@@ -8,7 +8,8 @@ import pytest
 
 from rare_portable.commands.doctor_cmd import ERROR, WARNING, diagnose
 
-GOOD = {"mindspore": "2.8.0", "numpy": "1.26.4", "torch": "2.13.0", "onnxruntime": "1.23.2", "onnx": "1.19.1"}
+GOOD = {"mindspore": "2.8.0", "numpy": "1.26.4", "torch": "2.13.0", "onnxruntime": "1.23.2", "onnx": "1.19.1",
+        "openvino": "2026.4.1"}
 
 
 def statuses(**versions):
@@ -42,7 +43,9 @@ def test_a_moved_mindspore_pin_is_a_warning_with_the_fix(version):
 
 
 def test_missing_frameworks_and_a_foreign_protobuf_backend(monkeypatch):
-    result, _ = statuses(torch=None, onnx=None)
+    result, _ = statuses(torch=None, onnx=None, openvino=None)
+    for name in ("openvino", "openvino-bf16"):
+        assert not result[name].can_run and "rare-portable[openvino]" in result[name].problems[0].fix
     assert not result["torch"].can_run and "torch" in result["torch"].problems[0].fix
     assert not result["onnxruntime"].can_run and "pip install -c constraints.txt onnx" in \
         result["onnxruntime"].problems[0].fix

@@ -126,6 +126,25 @@ def check_onnxruntime(versions: Versions, run: Probe) -> BackendStatus:
     return status
 
 
+def check_openvino(versions: Versions, run: Probe) -> BackendStatus:
+    """Both OpenVINO backends: the package, and whether the CPU plugin has bf16 units to run openvino-bf16 on."""
+    status = BackendStatus("openvino")
+    version = versions("openvino")
+    if version is None:
+        status.problems.append(Problem(ERROR, "OpenVINO is not installed",
+                                       "pip install -c constraints.txt 'rare-portable[openvino]'"))
+        return status
+    ok, said = run("import openvino as o; print(','.join(o.Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES')))")
+    if not ok:
+        status.problems.append(Problem(ERROR, f"import openvino failed: {said}",
+                                       "pip install -c constraints.txt openvino"))
+        return status
+    bf16 = "BF16" in said.split(",")
+    status.detail = (f"openvino {version}, CPU plugin {'with' if bf16 else 'without'} bf16 units "
+                     f"({'openvino-bf16 runs in bf16; OpenVINO would pick it by itself, rare sets fp32 explicitly' if bf16 else 'openvino-bf16 computes in fp32 here'})")
+    return status
+
+
 def check_mslite(run: Probe) -> BackendStatus:
     from runtimes.mslite_bridge import availability, find_lite_python, find_python37, lite_in_process
 
@@ -168,6 +187,9 @@ def diagnose(versions: Versions = installed_version, run: Probe = probe) -> Dict
                                         list(mindspore.problems))
     statuses["onnxruntime"] = check_onnxruntime(versions, run)
     statuses["mslite"] = check_mslite(run)
+    openvino = check_openvino(versions, run)
+    statuses["openvino"] = openvino
+    statuses["openvino-bf16"] = BackendStatus("openvino-bf16", openvino.detail, list(openvino.problems))
     return statuses
 
 
@@ -183,7 +205,7 @@ def report(statuses: Dict[str, BackendStatus]) -> List[str]:
 
 @click.command()
 @click.option("--backend", "backends", multiple=True, type=click.Choice(sorted(["torch", "mindspore", "mindspore-graph",
-              "onnxruntime", "mindir", "mslite"])), help="Check only these; exit 1 when one of them cannot run.")
+              "onnxruntime", "mindir", "mslite", "openvino", "openvino-bf16"])), help="Check only these; exit 1 when one of them cannot run.")
 def doctor(backends):
     """What each backend can do on this machine, why not, and the fix for every known-bad combination."""
     import platform

@@ -260,7 +260,8 @@ def echo_problems(results: Sequence[DatasetResult]) -> None:
             click.echo(f"{r.name}: empty, nothing to evaluate", err=True)
 
 
-ARTIFACT_SUFFIXES = {"onnxruntime": ".onnx", "mindir": ".mindir", "mslite": ".ms"}
+ARTIFACT_SUFFIXES = {"onnxruntime": ".onnx", "mindir": ".mindir", "mslite": ".ms", "openvino": ".onnx",
+                     "openvino-bf16": ".onnx"}
 EXAMPLES_SHOWN = 3  # differing words shown per backend
 
 

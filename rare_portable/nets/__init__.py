@@ -14,6 +14,7 @@ BUILDERS: Dict[str, str] = {
 INSTALL_HINT = {
     "torch": "pip install -c constraints.txt 'rare-portable[torch]'",
     "mindspore": "pip install -c constraints.txt 'rare-portable[mindspore]'",
+    "openvino": "pip install -c constraints.txt 'rare-portable[openvino]'",
 }
 
 
