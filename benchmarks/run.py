@@ -34,6 +34,7 @@ def plan(quick: bool):
         ("ORT profile", ["benchmarks.ort_profile", *(["--repeats", "4"] if quick else [])], "ort_profile.json"),
         ("train step", ["benchmarks.train_step", "--steps", "5" if quick else "20"], "train_step.json"),
         *int8,
+        ("precision", ["benchmarks.precision", *(["--quick"] if quick else [])], "precision"),  # one file per CPU kind
         ("peers", ["benchmarks.peers", *(["--quick"] if quick else [])], "peers.json"),
     ]
 

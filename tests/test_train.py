@@ -732,3 +732,15 @@ def test_two_msrun_workers_equal_one_process_averaging_their_gradients(data_root
     trainable = [p.name for p in params]
     assert max(float(np.abs(ranks[0][k] - reference[k]).max()) for k in trainable) <= 1e-6
     assert max_difference(ranks[0], reference) <= 1e-5
+
+
+def test_cli_bad_training_input_is_one_line_and_exit_2(tmp_path):
+    """TrainError is a UserError: `rare train` reports it like every other bad input (exit 2, no traceback)."""
+    missing = tmp_path / "nowhere"
+    done = subprocess.run([sys.executable, "-c", "from rare_portable.cli import main; main()", "train", "-c",
+                           "rare_tiny", "--opt", f"train.dataset.dataset_root={missing}",
+                           "--opt", f"train.ckpt_save_dir={tmp_path / 'run'}"],
+                          capture_output=True, text=True, timeout=300)
+    errors = [line for line in done.stderr.splitlines() if line.startswith("Error:")]
+    assert done.returncode == 2 and len(errors) == 1 and str(missing) in errors[0], done.stderr[-2000:]
+    assert "Traceback" not in done.stderr and not (tmp_path / "run").exists()

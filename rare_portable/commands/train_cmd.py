@@ -11,7 +11,6 @@ import click
 
 from ..cli import WEIGHTS, config_options, resolve_model
 from ..config import load_config
-from ..data.samples import DataError
 
 EXIT_INTERRUPTED = 130
 
@@ -31,7 +30,6 @@ def train(config, opts, resume, weights, force, max_minutes):
 
     Data-parallel with system.distribute: true under msrun (which starts `python ARGS` per worker):
     `msrun --worker_num=2 --local_worker_num=2 python -m rare_portable.commands.train_cmd -c X.yaml`."""
-    from ..train import TrainError
     from ..train import train as run_training
 
     config, weights = resolve_model(config, weights)
@@ -39,8 +37,6 @@ def train(config, opts, resume, weights, force, max_minutes):
     try:
         result = run_training(rare_config, opts, resume=resume, weights=weights, force=force,
                               time_limit_s=None if max_minutes is None else max_minutes * 60)
-    except (TrainError, DataError) as e:
-        raise click.ClickException(str(e)) from None
     except KeyboardInterrupt:  # a second Ctrl-C: the user did not wait for the save
         click.echo("aborted: nothing saved since the last checkpoint", err=True)
         sys.exit(EXIT_INTERRUPTED)

@@ -142,21 +142,22 @@ class Trainer:
         self.amp_level = self._set_device(ms)
         ms.set_seed(settings.seed)
 
+        # The data is opened before the output folder is touched: a bad dataset path writes nothing.
+        self.trainset = TrainSet(settings.train_data, settings.seed, self.spec.head.batch_max_length,
+                                 need_lengths=settings.curriculum is not None)
+        self.plan = BatchPlan(len(self.trainset), settings.batch_size, self.cluster, settings.seed,
+                              settings.train_data.shuffle, settings.curriculum, self.trainset.lengths,
+                              self.spec.head.batch_max_length)
+        self.validator = self._validator()
+
         out = settings.output_dir
         self.resume_path = self._resume_path(resume)
         backup = ckpt.prepare_output_dir(out, self.resume_path is not None, force, self.cluster.is_main)
         self.log.attach(out / "train.log", append=self.resume_path is not None)
         if backup is not None:
             self.log(f"--force: the earlier run's files were moved to {backup}")
-
-        self.trainset = TrainSet(settings.train_data, settings.seed, self.spec.head.batch_max_length,
-                                 need_lengths=settings.curriculum is not None)
-        self.plan = BatchPlan(len(self.trainset), settings.batch_size, self.cluster, settings.seed,
-                              settings.train_data.shuffle, settings.curriculum, self.trainset.lengths,
-                              self.spec.head.batch_max_length)
         self.loader = BatchLoader(self.trainset, self.plan, settings.train_data.input, self.spec.charset,
                                   self.spec.head.batch_max_length, settings.train_data.lower, settings.num_workers)
-        self.validator = self._validator()
 
         from ..api import build_model
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
+from ..errors import UserError
 from ..config import KNOWN_KEYS, ConfigError, RareConfig, get_dotted, load_config, pipeline_steps
 from ..spec import InputSpec
 
@@ -27,7 +28,7 @@ DEFAULT_RESUME_SAVE_INTERVAL = 500
 BIAS_AND_NORM_KEYS = ("beta", "gamma", "bias")
 
 
-class TrainError(ValueError):
+class TrainError(UserError, ValueError):
     """A training run that cannot start or continue; the message says what to change."""
 
 
