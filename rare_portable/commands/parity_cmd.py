@@ -41,7 +41,8 @@ def image_folder(spec, folder: Path) -> np.ndarray:
 @config_options
 @click.option("--weights", "-w", type=WEIGHTS,
               help="Weights (.ckpt/.pt/.safetensors); fresh seeded weights without it.")
-@click.option("--backend", "backends", multiple=True, help="Runtimes to compare (default: every one available).")
+@click.option("--backend", "backends", multiple=True,
+              help="Runtimes to compare (default: every fp32 one available; openvino-bf16 when named).")
 @click.option("--inputs", "npz_inputs", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="An .npz with a preprocessed batch `x` (e.g. the MindOCR fixtures); repeatable.")
 @click.option("--images", "image_dirs", multiple=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
