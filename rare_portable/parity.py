@@ -134,6 +134,14 @@ def compare_words(backend: str, probs: np.ndarray, ref: np.ndarray, spec: ModelS
     )
 
 
+def after_stop(ids: np.ndarray) -> np.ndarray:
+    """[N, steps] True for the steps after each sample's first STOP (none where it never stops)."""
+    from .charset import STOP
+
+    stop = np.where((ids == STOP).any(1), (ids == STOP).argmax(1), ids.shape[1])
+    return np.arange(ids.shape[1])[None, :] > stop[:, None]
+
+
 def teacher_forced(runtime, batch: np.ndarray, ids: np.ndarray) -> Optional[np.ndarray]:
     """Softmax of eval-mode logits with `ids` as the previous tokens, for runtimes holding a network."""
     net = getattr(runtime, "net", None)
@@ -221,6 +229,8 @@ def run_parity(spec: ModelSpec, weights, input_sets: Dict[str, np.ndarray], back
             if runtime.precision == "bf16":
                 rows.append(compare_words(backend, probs, ref, spec, "bf16", BF16_MAX_WORD_DISAGREEMENT))
                 continue
+            if runtime.stops_early:  # steps after the reference's STOP are not computed: compare up to it
+                probs = np.where(after_stop(ref_ids)[..., None], ref, probs)
             tf = teacher_forced(runtime, batch, ref_ids)
             rows.append(compare(backend, probs, ref, spec, tolerance, tf, tf_ref if tf is not None else None))
         results[name] = rows

@@ -53,6 +53,9 @@ class Runtime(ABC):
     quantization: Optional[dict] = None
     # What the runtime computes in; "bf16" puts it in its own `rare parity` class, held to words like int8.
     precision: str = "fp32"
+    # True when the decoder stops once every word has emitted STOP (later steps read as STOP): `rare parity`
+    # then compares each word's steps up to the reference's STOP only.
+    stops_early: bool = False
 
     def __init__(self, spec: ModelSpec):
         self.spec = spec

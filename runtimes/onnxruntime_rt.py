@@ -8,7 +8,9 @@ import numpy as np
 import onnxruntime as ort
 
 from exporters.onnx_export import INPUT_NAME, ExportError, read_onnx_spec
+from exporters.onnx_stepwise import STEP_KEY, check_step_file, run_stepwise
 from exporters.quantize import int8_record
+from rare_portable.charset import STOP
 from rare_portable.nets import BackendUnavailable
 from rare_portable.spec import ModelSpec
 
@@ -41,9 +43,17 @@ class OnnxRuntime(Runtime):
             self.session = ort.InferenceSession(str(path), options, providers=list(providers))
         except Exception as e:
             raise ExportError(f"{path}: ONNX Runtime cannot load it ({type(e).__name__}: {e})") from None
-        self.quantization = int8_record(self.session.get_modelmeta().custom_metadata_map, path)
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        self.quantization = int8_record(metadata, path)
+        self.step_session = None
+        if STEP_KEY in metadata:  # `rare export --decoder stepwise`: loop here, stop when every word has
+            step = check_step_file(path, metadata[STEP_KEY])
+            self.step_session = ort.InferenceSession(str(step), options, providers=list(providers))
+            self.stops_early = True
 
     def _predict(self, batch: np.ndarray) -> np.ndarray:
+        if self.step_session is not None:
+            return run_stepwise(self.session, self.step_session, batch, self.spec, STOP)
         return self.session.run(None, {INPUT_NAME: batch})[0]
 
 

@@ -35,10 +35,13 @@ CALIBRATION_IMAGES = 256
 @click.option("--calibration", type=click.Path(exists=True, file_okay=False, path_type=Path),
               help="static int8: an LMDB (or a folder of them) of word images to calibrate on. "
                    "Default: words rendered by `rare synth`.")
+@click.option("--decoder", type=click.Choice(["unrolled", "stepwise"]), default="unrolled", show_default=True,
+              help="ONNX: unrolled (all steps in one graph, every runtime) or stepwise (an encoder and a one-step "
+                   "graph, FILE and FILE.step.onnx, that ONNX Runtime loops until every word has emitted STOP).")
 @click.option("--calibration-images", type=click.IntRange(min=1), default=CALIBRATION_IMAGES, show_default=True,
               help="static int8: how many images to calibrate on (rendered, or spread over --calibration).")
 def export(config, opts, weights, fmt, output, dynamic_batch, batch, opset, simplify, device, lstm_kernel, int8,
-           calibration, calibration_images):
+           calibration, decoder, calibration_images):
     """Export a trained model; each artifact carries its spec and is checked against the network."""
     from ..api import build_model
 
@@ -50,6 +53,9 @@ def export(config, opts, weights, fmt, output, dynamic_batch, batch, opset, simp
     if lstm_kernel and fmt != "mindir":
         raise click.ClickException("--lstm-kernel is for --format mindir (ONNX keeps the LSTM op; onnx-lite "
                                    "unrolls it)")
+    if decoder == "stepwise" and (fmt != "onnx" or int8 or simplify or not dynamic_batch):
+        raise click.ClickException("--decoder stepwise is for a plain fp32 --format onnx export (dynamic batch, "
+                                   "no --int8, no --simplify)")
     if calibration and int8 != "static":
         raise click.ClickException("--calibration is for --int8 static; dynamic int8 needs no calibration images")
     from exporters.artifact import output_folder
@@ -72,6 +78,12 @@ def export(config, opts, weights, fmt, output, dynamic_batch, batch, opset, simp
         result = export_mslite(net, output, opset=opset)
         click.echo(f"{result.path}: MindSpore Lite {result.lite_version} model (spec in {output.name}.json), "
                    f"its ONNX max |diff| vs PyTorch {result.onnx_max_abs_diff:.2e}; `rare parity` checks Lite itself")
+        return
+    if decoder == "stepwise":
+        from exporters.onnx_stepwise import export_stepwise, step_path
+
+        path = export_stepwise(net, output, opset=opset)
+        click.echo(f"{path} (encoder) and {step_path(path).name} (one decoder step): ONNX Runtime stops at STOP")
         return
     from exporters.onnx_export import export_onnx
 
