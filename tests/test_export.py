@@ -251,12 +251,13 @@ def test_compare_flags_real_differences_and_excuses_near_ties():
 
 
 def test_parity_suite_over_every_runtime(tmp_path):
-    """rare_tiny with TPS, recipe weights: all six runtimes (mslite where provisioned) within 1e-4."""
+    """rare_tiny with TPS, recipe weights: every fp32 runtime (mslite where provisioned) within 1e-4."""
     _, weights = _recipe_net("torch", TPS, tmp_path)
     spec = load_config("rare_tiny", TPS).spec
     report = run_parity(spec, weights, {"random": _batch(spec, 4, seed=9)}, workdir=tmp_path / "work")
     ran = {r.backend for r in report.results["random"]}
-    expected = {"mindspore", "mindspore-graph", "onnxruntime", "mindir"} | ({"mslite"} if LITE_MISSING is None else set())
+    expected = {"mindspore", "mindspore-graph", "onnxruntime", "mindir", "openvino"} | (
+        {"mslite"} if LITE_MISSING is None else set())
     assert ran == expected, report.unavailable
     assert report.ok, format_report(report)
     if LITE_MISSING is not None:
