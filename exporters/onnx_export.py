@@ -167,12 +167,13 @@ def onnx_metadata(path) -> Dict[str, str]:
     return {p.key: p.value for p in model.metadata_props}
 
 
-def read_onnx_spec(path, expected: Optional[ModelSpec] = None) -> ModelSpec:
-    """The spec stored in an exported model; with `expected`, an error if they disagree."""
+def read_onnx_spec(path, expected: Optional[ModelSpec] = None, meta: Optional[Dict[str, str]] = None) -> ModelSpec:
+    """The spec stored in an exported model (`meta`: its metadata, when already read); with `expected`, an
+    error if they disagree."""
     from rare_portable.spec import spec_from_dict
 
     path = Path(path)
-    meta = onnx_metadata(path)
+    meta = onnx_metadata(path) if meta is None else meta
     if SPEC_KEY not in meta:
         raise ExportError(f"{path}: no {SPEC_KEY} metadata; export it with `rare export --format onnx`")
     spec = spec_from_dict(json.loads(meta[SPEC_KEY]))

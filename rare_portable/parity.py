@@ -113,8 +113,8 @@ def compare(backend: str, probs: np.ndarray, ref: np.ndarray, spec: ModelSpec, t
 
 def compare_words(backend: str, probs: np.ndarray, ref: np.ndarray, spec: ModelSpec, tolerance_class: str,
                   max_disagreement: float) -> PairResult:
-    """The int8 and bf16 classes: greedy words may differ from the reference's on at most `max_disagreement` of the
-    samples; probabilities are reported, not bounded."""
+    """The int8 and bf16 classes: greedy words may differ from the reference's on at most `max_disagreement`
+    of the samples; probabilities are reported, not bounded."""
     ids, ref_ids = probs.argmax(-1), ref.argmax(-1)
     texts = [t for t, _ in decode(probs, spec.charset)]
     ref_texts = [t for t, _ in decode(ref, spec.charset)]

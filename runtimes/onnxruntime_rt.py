@@ -46,7 +46,7 @@ class OnnxRuntime(Runtime):
         metadata = self.session.get_modelmeta().custom_metadata_map
         self.quantization = int8_record(metadata, path)
         self.step_session = None
-        if STEP_KEY in metadata:  # `rare export --decoder stepwise`: loop here, stop when every word has
+        if STEP_KEY in metadata:  # `rare export --decoder stepwise`: this runtime loops the step graph
             step = check_step_file(path, metadata[STEP_KEY])
             self.step_session = ort.InferenceSession(str(step), options, providers=list(providers))
             self.stops_early = True

@@ -33,7 +33,8 @@ class OpenVinoRuntime(Runtime):
         if device.lower().split(":")[0] != "cpu":
             raise BackendUnavailable(f"openvino here runs on cpu, not {device!r}")
         path = Path(weights)
-        super().__init__(read_onnx_spec(path, expected=spec))
+        metadata = onnx_metadata(path)
+        super().__init__(read_onnx_spec(path, expected=spec, meta=metadata))
         self.precision = precision
         if precision != "fp32":
             self.name = f"openvino-{precision}"
@@ -47,7 +48,7 @@ class OpenVinoRuntime(Runtime):
         except Exception as e:
             raise ExportError(f"{path}: OpenVINO cannot load it ({type(e).__name__}: {e})") from None
         self.request = self.compiled.create_infer_request()
-        self.quantization = int8_record(onnx_metadata(path), path)
+        self.quantization = int8_record(metadata, path)
 
     def _predict(self, batch: np.ndarray) -> np.ndarray:
         return self.request.infer({INPUT_NAME: batch})[0].copy()
