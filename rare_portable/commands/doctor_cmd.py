@@ -139,9 +139,11 @@ def check_openvino(versions: Versions, run: Probe) -> BackendStatus:
         status.problems.append(Problem(ERROR, f"import openvino failed: {said}",
                                        "pip install -c constraints.txt openvino"))
         return status
-    bf16 = "BF16" in said.split(",")
-    status.detail = (f"openvino {version}, CPU plugin {'with' if bf16 else 'without'} bf16 units "
-                     f"({'openvino-bf16 runs in bf16; OpenVINO would pick it by itself, rare sets fp32 explicitly' if bf16 else 'openvino-bf16 computes in fp32 here'})")
+    if "BF16" in said.split(","):
+        status.detail = (f"openvino {version}, CPU plugin with bf16 units (openvino-bf16 runs in bf16; OpenVINO "
+                         "would pick bf16 by itself, `openvino` sets fp32 explicitly)")
+    else:
+        status.detail = f"openvino {version}, CPU plugin without bf16 units (openvino-bf16 computes in fp32 here)"
     return status
 
 
@@ -204,8 +206,10 @@ def report(statuses: Dict[str, BackendStatus]) -> List[str]:
 
 
 @click.command()
-@click.option("--backend", "backends", multiple=True, type=click.Choice(sorted(["torch", "mindspore", "mindspore-graph",
-              "onnxruntime", "mindir", "mslite", "openvino", "openvino-bf16"])), help="Check only these; exit 1 when one of them cannot run.")
+@click.option("--backend", "backends", multiple=True,
+              type=click.Choice(sorted(["torch", "mindspore", "mindspore-graph", "onnxruntime", "mindir", "mslite",
+                                        "openvino", "openvino-bf16"])),
+              help="Check only these; exit 1 when one of them cannot run.")
 def doctor(backends):
     """What each backend can do on this machine, why not, and the fix for every known-bad combination."""
     import platform
