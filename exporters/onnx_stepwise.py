@@ -109,22 +109,17 @@ def export_stepwise(net, output, opset: int = 17) -> Path:
 
 
 def run_stepwise(encoder, step, batch: np.ndarray, spec: ModelSpec, stop_id: int) -> np.ndarray:
-    """Probabilities [N, steps, C] from two ONNX Runtime sessions, stopping once all words emitted STOP. The
-    encoder's outputs stay ONNX Runtime values across steps (no copy per step); only the small state moves."""
-    import onnxruntime as ort
-
-    encoded = encoder.run_with_ort_values(list(ENCODER_OUTPUTS), {INPUT_NAME: ort.OrtValue.ortvalue_from_numpy(batch)})
-    constant = dict(zip(ENCODER_OUTPUTS, encoded))
+    """Probabilities [N, steps, C] from two ONNX Runtime sessions, stopping once all words emitted STOP."""
+    batch_h, batch_h_proj = encoder.run(None, {INPUT_NAME: batch})
     n, steps, classes = len(batch), spec.head.num_steps, spec.num_classes
     probs = np.zeros((n, steps, classes), np.float32)
     probs[:, :, stop_id] = 1.0  # steps after every word stopped decode as STOP
-    hidden = ort.OrtValue.ortvalue_from_numpy(np.zeros((n, spec.head.hidden_size), np.float32))
+    hidden = np.zeros((n, spec.head.hidden_size), np.float32)
     prev = np.zeros(n, np.int64)
     stopped = np.zeros(n, bool)
     for t in range(steps):
-        hidden, step_probs = step.run_with_ort_values(list(STEP_OUTPUTS), {
-            "hidden": hidden, **constant, "prev_ids": ort.OrtValue.ortvalue_from_numpy(prev)})
-        step_probs = step_probs.numpy()
+        hidden, step_probs = step.run(None, {"hidden": hidden, "batch_h": batch_h, "batch_h_proj": batch_h_proj,
+                                             "prev_ids": prev})
         probs[:, t] = step_probs
         prev = step_probs.argmax(1)
         stopped |= prev == stop_id

@@ -48,7 +48,12 @@ class OnnxRuntime(Runtime):
         self.step_session = None
         if STEP_KEY in metadata:  # `rare export --decoder stepwise`: this runtime loops the step graph
             step = check_step_file(path, metadata[STEP_KEY])
-            self.step_session = ort.InferenceSession(str(step), options, providers=list(providers))
+            # One thread: the step graph is too small to split, and a second thread pool spinning beside the
+            # encoder's cost 1.6x at batch 1 here (benchmarks/early_stop.py).
+            step_options = ort.SessionOptions()
+            step_options.intra_op_num_threads = 1
+            step_options.graph_optimization_level = options.graph_optimization_level
+            self.step_session = ort.InferenceSession(str(step), step_options, providers=list(providers))
             self.stops_early = True
 
     def _predict(self, batch: np.ndarray) -> np.ndarray:

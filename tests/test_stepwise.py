@@ -35,9 +35,9 @@ class CountingSession:
     def __init__(self, session):
         self.session, self.calls = session, 0
 
-    def run_with_ort_values(self, *args):
+    def run(self, *args):
         self.calls += 1
-        return self.session.run_with_ort_values(*args)
+        return self.session.run(*args)
 
 
 def test_equal_to_the_unrolled_graph_up_to_stop_and_stops_early(exported):
