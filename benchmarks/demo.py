@@ -131,8 +131,7 @@ def main(argv=None):
         import openvino  # noqa: F401
         artifacts.update({"openvino": artifacts["onnxruntime"], "openvino-bf16": artifacts["onnxruntime"]})
     except ImportError:
-        print("
-OpenVINO skipped: not installed (pip install -c constraints.txt 'rare-portable[openvino]')")
+        print("\nOpenVINO skipped: not installed (pip install -c constraints.txt 'rare-portable[openvino]')")
 
     parity_json = out / "parity.json"
     images = ["--images", REAL_WORDS] if REAL_WORDS.is_dir() else []
