@@ -29,7 +29,7 @@ REAL_HOLDOUT = ROOT / "data" / "real" / "holdout"
 
 
 def real_batch(spec, count: int) -> np.ndarray:
-    """The first `count` crops of the real held-out splits (rendered words where they are absent)."""
+    """`count` crops drawn (seed 0) from the real held-out splits (rendered words where they are absent)."""
     from rare_portable.data.lmdb import LmdbDataset, find_lmdb_datasets
     from rare_portable.data.preprocess import batch
     from rare_portable.data.synth import render_words
@@ -55,8 +55,8 @@ def main(argv=None):
     from exporters.onnx_export import export_onnx
     from exporters.onnx_stepwise import export_stepwise
     from rare_portable import build_model
-    from rare_portable.charset import STOP
     from rare_portable.config import load_config
+    from rare_portable.parity import after_stop
     from rare_portable.pretrained import DEFAULT_MODEL
     from runtimes import open_runtime
 
@@ -72,10 +72,9 @@ def main(argv=None):
                     "stepwise": open_runtime("onnxruntime", None, export_stepwise(net, Path(tmp) / "s.onnx"))}
         for size in args.batches:
             x = real_batch(spec, size)
-            stops = runtimes["unrolled"].predict(x).argmax(-1) == STOP
-            steps_needed = int(np.where(stops.any(1), stops.argmax(1), spec.head.num_steps).max()) + 1
+            steps_run = int((~after_stop(runtimes["unrolled"].predict(x).argmax(-1))).sum(1).max())
             measured = time_side_by_side(runtimes, x, rounds)
-            row = {"batch": size, "steps_run": min(steps_needed, spec.head.num_steps),
+            row = {"batch": size, "steps_run": steps_run,
                    "of_steps": spec.head.num_steps, **{f"{k}_img_per_s": v for k, v in measured.items()},
                    "speedup": measured["stepwise"] / measured["unrolled"]}
             result["rows"].append(row)

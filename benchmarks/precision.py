@@ -31,7 +31,6 @@ from benchmarks.int8 import throughput_rows  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "precision"
 REAL_HOLDOUT = ROOT / "data" / "real" / "holdout"
-GOAL_MAX_ACC_LOSS_POINTS = 0.5
 # variant -> (backend, which ONNX file); OpenVINO's int8 with the bf16 hint runs int8 convolutions, bf16 elsewhere.
 VARIANTS = {"fp32": ("onnxruntime", "fp32"), "ort int8": ("onnxruntime", "static"),
             "ov fp32": ("openvino", "fp32"), "ov bf16": ("openvino-bf16", "fp32"),
