@@ -16,6 +16,7 @@ from typing import Iterator, List, Optional, Tuple
 import numpy as np
 
 from ..charset import Charset
+from ..data.augment import AugmentSettings, augment
 from ..data.folder import FolderDataset
 from ..data.lmdb import LmdbDataset, find_lmdb_datasets
 from ..data.preprocess import preprocess_into
@@ -26,6 +27,7 @@ from .distributed import Cluster
 from .settings import CurriculumSettings, DataSettings, TrainError
 
 CURRICULUM_STREAM = 1
+AUGMENT_STREAM = 2
 
 
 def open_sources(settings: DataSettings) -> List[Tuple[str, SampleSource]]:
@@ -150,8 +152,9 @@ class BatchLoader:
     (OpenCV releases the GIL). A sample that cannot be read is replaced by the next entry that can."""
 
     def __init__(self, trainset: TrainSet, plan: BatchPlan, spec: InputSpec, charset: Charset, max_text_len: int,
-                 lower: bool, workers: int = 1):
+                 lower: bool, workers: int = 1, augmentation: Optional[AugmentSettings] = None):
         self.trainset = trainset
+        self.augmentation = augmentation
         self.plan = plan
         self.spec = spec
         self.charset = charset
@@ -168,8 +171,13 @@ class BatchLoader:
         images = np.empty((len(positions), s.channels, s.height, s.width), dtype=np.float32)
         targets = np.empty((len(positions), self.max_text_len + 2), dtype=np.int32)
         labels, skipped = LabelStats(self.max_text_len), SkipLog()
+        global_step = epoch * self.plan.steps_per_epoch + step
         for row, position in enumerate(positions):
             image, label = self._usable_sample(int(position), skipped)
+            if self.augmentation is not None:  # one generator per sample of the global batch: exact on resume
+                slot = self.plan.rank * self.plan.batch_size + row
+                image = augment(image, self.augmentation, np.random.default_rng([self.plan.seed, AUGMENT_STREAM,
+                                                                            global_step, slot]))
             preprocess_into(image, s, images[row])
             targets[row] = encode(label, self.charset, self.max_text_len, self.lower, labels)
         return Batch(images, targets, labels, skipped)

@@ -157,7 +157,8 @@ class Trainer:
         if backup is not None:
             self.log(f"--force: the earlier run's files were moved to {backup}")
         self.loader = BatchLoader(self.trainset, self.plan, settings.train_data.input, self.spec.charset,
-                                  self.spec.head.batch_max_length, settings.train_data.lower, settings.num_workers)
+                                  self.spec.head.batch_max_length, settings.train_data.lower, settings.num_workers,
+                                  settings.train_data.augment)
 
         from ..api import build_model
 

@@ -15,12 +15,13 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 
 from ..errors import UserError
 from ..config import KNOWN_KEYS, ConfigError, RareConfig, get_dotted, load_config, pipeline_steps
+from ..data.augment import AugmentError, AugmentSettings, augment_settings
 from ..spec import InputSpec
 
 SCHEDULERS = ("constant", "cosine_decay", "warmup_cosine_decay")
 OPTIMIZERS = ("adamw", "adam", "adadelta", "sgd", "momentum")
-TRAIN_TRANSFORMS = ("DecodeImage", "RecAttnLabelEncode", "RecResizeImg", "NormalizeImage", "ToCHWImage",
-                    "Rotate90IfVertical")
+TRAIN_TRANSFORMS = ("DecodeImage", "RecAttnLabelEncode", "SVTRRecAug", "RecResizeImg", "NormalizeImage",
+                    "ToCHWImage", "Rotate90IfVertical")
 DEFAULT_MAX_CONSECUTIVE_NONFINITE = 20
 # Steps between train_resume.ckpt saves inside an epoch: a crash loses at most this many (~3 min of rare_tiny here).
 DEFAULT_RESUME_SAVE_INTERVAL = 500
@@ -84,6 +85,7 @@ class DataSettings:
     filter_max_len: bool = False
     lower: bool = False
     input: Optional[InputSpec] = None  # the train pipeline's resize; None for eval (the spec's input)
+    augment: Optional[AugmentSettings] = None  # the train pipeline's SVTRRecAug; None: none
 
 
 @dataclass(frozen=True)
@@ -409,7 +411,17 @@ def _data_settings(raw: Mapping, split: str, config: RareConfig, max_text_len: i
         kind=kind, dirs=dirs, label_files=label_files, sample_ratio=float(ratio), shuffle=bool(shuffle),
         filter_max_len=bool(dataset.get("filter_max_len", False)), lower=lower,
         input=_train_input(config.spec.input, steps.get("RecResizeImg")),
+        augment=_augment(steps),
     )
+
+
+def _augment(steps: Mapping[str, Mapping[str, Any]]) -> Optional[AugmentSettings]:
+    if "SVTRRecAug" not in steps:
+        return None
+    try:
+        return augment_settings(steps["SVTRRecAug"], "train.dataset.transform_pipeline.SVTRRecAug")
+    except AugmentError as e:
+        raise ConfigError(str(e)) from None
 
 
 def _train_input(spec_input: InputSpec, resize: Optional[Mapping[str, Any]]) -> InputSpec:
