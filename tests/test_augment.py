@@ -130,3 +130,19 @@ def test_augmented_batches_are_the_same_on_resume_and_across_ranks(tmp_path):
     assert not np.array_equal(first.images, loader(tmp_path, settings).load(1, 3).images)
     halves = [loader(tmp_path, settings, rank, 2, batch=2).load(1, 2).images for rank in range(2)]
     np.testing.assert_array_equal(np.concatenate(halves), first.images)
+
+
+def test_the_trainer_says_augmentation_is_on(tmp_path):
+    from rare_portable.train.loop import Trainer
+
+    write_lmdb(tmp_path / "train" / "a", [(cv2.imencode(".png", word_image(w))[1].tobytes(), w) for w in ["sale"] * 8])
+    config = pipeline_with({"geometry_p": 0.3})
+    config.raw["train"]["dataset"].update(dataset_root=str(tmp_path), data_dir="train")
+    config.raw["train"]["ckpt_save_dir"] = str(tmp_path / "run")
+    config.raw["common"]["batch_size"] = config.raw["train"]["loader"]["batch_size"] = 4
+    config.raw["system"]["val_while_train"], config.raw["train"]["curriculum"] = False, None
+    said = []
+    Trainer(config, read_settings(config), echo=said.append)._describe()  # what run() prints first
+    assert any("augmentation: SVTRRecAug (aug_type 0; geometry 0.3, deterioration 0.25, colour jitter 0.25)" in line
+               for line in said), said
+

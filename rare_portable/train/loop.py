@@ -267,6 +267,10 @@ class Trainer:
                      f"(training only)")
         if s.label_smoothing:
             self.log(f"label smoothing {s.label_smoothing:g} in the objective (the logged loss is not smoothed)")
+        augmentation = s.train_data.augment
+        if augmentation is not None:
+            self.log(f"augmentation: SVTRRecAug (aug_type {augmentation.aug_type}; geometry {augmentation.geometry_p:g}, "
+                     f"deterioration {augmentation.deterioration_p:g}, colour jitter {augmentation.colorjitter_p:g})")
         if s.curriculum:
             self.log(f"curriculum: labels up to {s.curriculum.start_max_len} characters at first, all lengths after "
                      f"{plan.curriculum_steps} steps")
