@@ -1,10 +1,13 @@
-"""Reduced precision on this CPU: fp32 ONNX Runtime against int8 (ONNX Runtime, OpenVINO) and bf16 (OpenVINO),
-side by side, with the accuracy each keeps on real held-out words (issue 14).
+"""Every engine and precision on this CPU, side by side: fp32 ONNX Runtime against int8 (ONNX Runtime, OpenVINO),
+bf16 (OpenVINO), the decoder that stops at STOP, PyTorch, MindSpore (graph) and MindSpore Lite, with the
+accuracy each reduced precision keeps on real held-out words (issue 14).
 
     python -m benchmarks.precision [--quick] [--configs rare_tiny rare_resnet34] [--batches 32 1]
 
 1. Throughput per config and batch size: every variant timed in alternating rounds (best round each), so a
-   burst of load hits all of them. Weights are seeded (speed does not depend on them).
+   burst of load hits all of them. Weights are seeded (speed does not depend on them; the stepwise decoder
+   runs all 26 steps on them, so its figure here is a floor: benchmarks/early_stop.py times it on real
+   crops with the shipped model). MindSpore Lite joins where its interpreter is provisioned.
 2. Accuracy of the shipped model (rare_small_en) per variant on the real held-out words (data/real/holdout:
    `rare lmdb split`, see rare_portable/pretrained/rare_small_en.md) and the share of words that read
    differently from fp32 ONNX Runtime (what `rare parity` holds bf16 and int8 to).
@@ -28,26 +31,48 @@ sys.path.insert(0, str(ROOT))
 
 from benchmarks import machine  # noqa: E402  (after the path it needs)
 from benchmarks.int8 import throughput_rows  # noqa: E402
+from rare_portable.weights import save_weights  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "precision"
 REAL_HOLDOUT = ROOT / "data" / "real" / "holdout"
-# variant -> (backend, which ONNX file); OpenVINO's int8 with the bf16 hint runs int8 convolutions, bf16 elsewhere.
+# variant -> (backend, which file); OpenVINO's int8 with the bf16 hint runs int8 convolutions, bf16 elsewhere.
+# "weights": the framework runtimes read the weights themselves.
 VARIANTS = {"fp32": ("onnxruntime", "fp32"), "ort int8": ("onnxruntime", "static"),
             "ov fp32": ("openvino", "fp32"), "ov bf16": ("openvino-bf16", "fp32"),
             "ov int8": ("openvino", "static"), "ov int8+bf16": ("openvino-bf16", "static")}
+ENGINES = {"ort stepwise": ("onnxruntime", "stepwise"), "torch": ("torch", "weights"),
+           "ms graph": ("mindspore-graph", "weights"), "mslite": ("mslite", "lite")}
 
 
-def open_variants(spec, weights, workdir: Path, calibration_images: int):
+def open_variants(spec, weights, workdir: Path, calibration_images: int, engines: bool = False):
+    """The reduced-precision variants; with `engines`, the other engines too (the throughput table)."""
     from exporters.onnx_export import export_onnx
     from exporters.quantize import quantize_onnx, rendered_calibration
     from rare_portable import build_model
     from runtimes import open_runtime
 
-    files = {"fp32": export_onnx(build_model(spec, "torch", weights=weights, seed=0),
-                                 workdir / f"{spec.name}.onnx").path}
+    net = build_model(spec, "torch", weights=weights, seed=0)
+    weights_file = workdir / f"{spec.name}.safetensors"
+    save_weights(net, weights_file)
+    files = {"fp32": export_onnx(net, workdir / f"{spec.name}.onnx").path, "weights": weights_file}
     files["static"] = quantize_onnx(files["fp32"], workdir / f"{spec.name}.static.onnx", "static",
                                     rendered_calibration(spec, calibration_images)).path
-    return {name: open_runtime(backend, spec, files[kind]) for name, (backend, kind) in VARIANTS.items()}
+    chosen = dict(VARIANTS)
+    if engines:
+        from exporters.onnx_stepwise import export_stepwise
+        from runtimes.mslite_bridge import availability
+
+        files["stepwise"] = export_stepwise(net, workdir / f"{spec.name}.stepwise.onnx")
+        chosen.update(ENGINES)
+        if availability() is None:
+            from exporters.mslite_export import export_mslite
+
+            files["lite"] = export_mslite(net, workdir / f"{spec.name}.ms").path
+        else:
+            print(f"mslite left out: {availability()}")
+            del chosen["mslite"]
+    return {name: open_runtime(backend, spec if kind == "weights" else None, files[kind])
+            for name, (backend, kind) in chosen.items()}
 
 
 def real_accuracy(config, runtimes, limit=None) -> dict:
@@ -90,13 +115,15 @@ def cpu_slug(described: dict) -> str:
 
 def markdown(result: dict) -> str:
     m = result["machine"]
+    measured = {r["model"] for r in result["throughput"]}
+    columns = [v for v in (*VARIANTS, *ENGINES) if v in measured]
     lines = [f"# {m['cpu']} ({m['cores']} cores; {' '.join(m['simd'])}), {result['date']}", "",
              f"img/s, best of {result['rounds']} alternating rounds; x = ratio to fp32 ONNX Runtime in the same run.",
-             "", "| config | batch | " + " | ".join(VARIANTS) + " |", "|---|---|" + "---|" * len(VARIANTS)]
+             "", "| config | batch | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
     for (config, batch) in sorted({(r["config"], r["batch"]) for r in result["throughput"]}):
         cells = {r["model"]: r for r in result["throughput"] if r["config"] == config and r["batch"] == batch}
         lines.append(f"| {config} | {batch} | " + " | ".join(
-            f"{cells[v]['img_per_s']:.1f} ({cells[v]['vs_fp32']:.2f}x)" for v in VARIANTS) + " |")
+            f"{cells[v]['img_per_s']:.1f} ({cells[v]['vs_fp32']:.2f}x)" if v in cells else "-" for v in columns) + " |")
     acc = result.get("real_accuracy")
     if acc:
         lines += ["", f"rare_small_en on real held-out words ({', '.join(next(iter(acc.values()))['splits'])}): "
@@ -128,8 +155,8 @@ def main(argv=None):
     rows = []
     with tempfile.TemporaryDirectory(prefix="rare-precision-") as tmp:
         for name in args.configs:
-            rows += throughput_rows(name, open_variants(load_config(name).spec, None, Path(tmp), calibration_images),
-                                    args.batches, rounds)
+            rows += throughput_rows(name, open_variants(load_config(name).spec, None, Path(tmp), calibration_images,
+                                                        engines=True), args.batches, rounds)
         result["throughput"] = rows
         if REAL_HOLDOUT.is_dir():
             config = load_config(DEFAULT_MODEL)
