@@ -52,9 +52,7 @@ def open_variants(spec, weights, workdir: Path, calibration_images: int, engines
     from runtimes import open_runtime
 
     net = build_model(spec, "torch", weights=weights, seed=0)
-    weights_file = workdir / f"{spec.name}.safetensors"
-    save_weights(net, weights_file)
-    files = {"fp32": export_onnx(net, workdir / f"{spec.name}.onnx").path, "weights": weights_file}
+    files = {"fp32": export_onnx(net, workdir / f"{spec.name}.onnx").path}
     files["static"] = quantize_onnx(files["fp32"], workdir / f"{spec.name}.static.onnx", "static",
                                     rendered_calibration(spec, calibration_images)).path
     chosen = dict(VARIANTS)
@@ -62,14 +60,16 @@ def open_variants(spec, weights, workdir: Path, calibration_images: int, engines
         from exporters.onnx_stepwise import export_stepwise
         from runtimes.mslite_bridge import availability
 
+        files["weights"] = save_weights(net, workdir / f"{spec.name}.safetensors")  # the same weights as the files
         files["stepwise"] = export_stepwise(net, workdir / f"{spec.name}.stepwise.onnx")
         chosen.update(ENGINES)
-        if availability() is None:
+        lite_missing = availability()
+        if lite_missing is None:
             from exporters.mslite_export import export_mslite
 
             files["lite"] = export_mslite(net, workdir / f"{spec.name}.ms").path
         else:
-            print(f"mslite left out: {availability()}")
+            print(f"mslite left out: {lite_missing}")
             del chosen["mslite"]
     return {name: open_runtime(backend, spec if kind == "weights" else None, files[kind])
             for name, (backend, kind) in chosen.items()}

@@ -16,9 +16,6 @@ from rare_portable.train.data import BatchLoader, BatchPlan, TrainSet
 from rare_portable.train.distributed import Cluster
 from rare_portable.train.settings import read_settings
 
-ONLY_GEOMETRY = aug.AugmentSettings(geometry_p=1, deterioration_p=0, colorjitter_p=0)
-
-
 def word_image(word="sale", height=32) -> np.ndarray:
     image = np.full((height, 20 * len(word) + 10, 3), 255, np.uint8)
     cv2.putText(image, word, (5, height * 3 // 4), cv2.FONT_HERSHEY_SIMPLEX, height / 40, (20, 40, 200), 2)
@@ -93,15 +90,18 @@ def pipeline_with(args):
 
 
 def test_the_pipeline_reads_svtrrecaug_as_paddleocr_writes_it():
-    settings = read_settings(pipeline_with({"aug_type": 1, "geometry_p": 0.3})).train_data.augment
+    settings = read_settings(pipeline_with({"aug_type": 1, "geometry_p": 0.3})).train_data.augmentation
     assert settings == aug.AugmentSettings(aug_type=1, geometry_p=0.3)
-    assert read_settings(load_config("rare_tiny")).train_data.augment is None
+    assert read_settings(load_config("rare_tiny")).train_data.augmentation is None
 
 
 @pytest.mark.parametrize("args, message", [
     ({"geometry_p": 1.5}, "geometry_p must be a probability"),
     ({"aug_type": 2}, "aug_type must be 0"),
     ({"rotate_p": 0.5}, "unknown key 'rotate_p'"),
+    ({"scale": 2}, "scale must be \\[low, high\\]"),
+    ({"scale": [2.0, 0.5]}, "0 < low <= high"),
+    ({"degrees": -5}, "degrees must be a number >= 0"),
 ])
 def test_bad_svtrrecaug_settings_name_the_key(args, message):
     with pytest.raises(ConfigError, match=message):

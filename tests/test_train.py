@@ -84,15 +84,19 @@ print(json.dumps([result.stop_reason, result.state.epoch, result.state.step_in_e
 """
 
 
+def child_env(**extra):
+    """The environment of a child Python that imports this checkout."""
+    return {**os.environ, "PYTHONPATH": str(ROOT), "GLOG_v": "3", **extra}
+
+
 def run_interrupted(opts, at_step: int):
     """A run that gets a real SIGINT at `at_step`, in a fresh process: (stop reason, epoch, step, global step).
 
     Not in this one: on a CPU with AMX, a process whose main thread still holds AMX tile state (left by an
     int8/bf16 kernel of an earlier test) is killed by the kernel when a signal is delivered to it (measured on
     the Intel Xeon: SIGSEGV, si_code SI_KERNEL, inside os.kill, with XTILEDATA in use in the core dump)."""
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "GLOG_v": "3"}
     done = subprocess.run([sys.executable, "-c", INTERRUPTED_RUN, json.dumps(list(opts)), str(at_step)],
-                          capture_output=True, text=True, env=env, timeout=600)
+                          capture_output=True, text=True, env=child_env(), timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     return tuple(json.loads(done.stdout.strip().splitlines()[-1]))
 
@@ -668,8 +672,8 @@ def test_cli_ctrl_c_saves_and_exits_130(data_root, tmp_path):
     command = [sys.executable, "-m", "rare_portable.commands.train_cmd", "-c", "rare_tiny"]
     for opt in tiny_opts(data_root, out, "system.val_while_train=False"):
         command += ["--opt", opt]
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "GLOG_v": "3", "PYTHONUNBUFFERED": "1"}
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=tmp_path)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               env=child_env(PYTHONUNBUFFERED="1"), cwd=tmp_path)
     output = []
     for line in process.stdout:
         output.append(line)

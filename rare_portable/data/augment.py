@@ -27,7 +27,7 @@ class AugmentError(UserError, ValueError):
 @dataclass(frozen=True)
 class AugmentSettings:
     """`SVTRRecAug`'s keys: each part runs on a sample with its probability. `aug_type` 0 applies one geometric
-    transform, 1 one to three of them in random order; the magnitudes are SVTRRecAug's fixed ones."""
+    transform, 1 one to three of them in random order. The magnitudes default to the ones SVTRRecAug fixes."""
 
     aug_type: int = 0
     geometry_p: float = 0.5
@@ -54,15 +54,26 @@ def augment_settings(args: Optional[Mapping[str, Any]], where: str) -> AugmentSe
     unknown = sorted(set(args) - known)
     if unknown:
         raise AugmentError(f"{where}: unknown key {unknown[0]!r}; SVTRRecAug reads {', '.join(sorted(known))}")
-    settings = AugmentSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in args.items()})
+    settings = AugmentSettings(**{k: tuple(v) if isinstance(v, (list, tuple)) else v for k, v in args.items()})
+    if not isinstance(settings.scale, tuple):
+        raise AugmentError(f"{where}.scale must be [low, high], got {settings.scale!r}")
     if settings.aug_type not in (0, 1):
         raise AugmentError(f"{where}.aug_type must be 0 (one geometric transform) or 1 (one to three), "
                            f"got {settings.aug_type!r}")
-    for key in ("geometry_p", "deterioration_p", "colorjitter_p"):
-        value = getattr(settings, key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1:
-            raise AugmentError(f"{where}.{key} must be a probability in [0, 1], got {value!r}")
+    for field in fields(AugmentSettings):
+        value = getattr(settings, field.name)
+        if field.name == "scale":
+            if len(value) != 2 or not all(_number(v) and v > 0 for v in value) or value[0] > value[1]:
+                raise AugmentError(f"{where}.scale must be [low, high] with 0 < low <= high, got {list(value)!r}")
+        elif field.name.endswith("_p") and not (_number(value) and 0 <= value <= 1):
+            raise AugmentError(f"{where}.{field.name} must be a probability in [0, 1], got {value!r}")
+        elif field.name != "aug_type" and not (_number(value) and value >= 0):
+            raise AugmentError(f"{where}.{field.name} must be a number >= 0, got {value!r}")
     return settings
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def augment(image: np.ndarray, settings: AugmentSettings, rng: np.random.Generator) -> np.ndarray:

@@ -158,7 +158,7 @@ class Trainer:
             self.log(f"--force: the earlier run's files were moved to {backup}")
         self.loader = BatchLoader(self.trainset, self.plan, settings.train_data.input, self.spec.charset,
                                   self.spec.head.batch_max_length, settings.train_data.lower, settings.num_workers,
-                                  settings.train_data.augment)
+                                  settings.train_data.augmentation)
 
         from ..api import build_model
 
@@ -267,7 +267,7 @@ class Trainer:
                      f"(training only)")
         if s.label_smoothing:
             self.log(f"label smoothing {s.label_smoothing:g} in the objective (the logged loss is not smoothed)")
-        augmentation = s.train_data.augment
+        augmentation = s.train_data.augmentation
         if augmentation is not None:
             self.log(f"augmentation: SVTRRecAug (aug_type {augmentation.aug_type}; geometry {augmentation.geometry_p:g}, "
                      f"deterioration {augmentation.deterioration_p:g}, colour jitter {augmentation.colorjitter_p:g})")

@@ -85,7 +85,7 @@ class DataSettings:
     filter_max_len: bool = False
     lower: bool = False
     input: Optional[InputSpec] = None  # the train pipeline's resize; None for eval (the spec's input)
-    augment: Optional[AugmentSettings] = None  # the train pipeline's SVTRRecAug; None: none
+    augmentation: Optional[AugmentSettings] = None  # the train pipeline's SVTRRecAug; None: none
 
 
 @dataclass(frozen=True)
@@ -411,11 +411,11 @@ def _data_settings(raw: Mapping, split: str, config: RareConfig, max_text_len: i
         kind=kind, dirs=dirs, label_files=label_files, sample_ratio=float(ratio), shuffle=bool(shuffle),
         filter_max_len=bool(dataset.get("filter_max_len", False)), lower=lower,
         input=_train_input(config.spec.input, steps.get("RecResizeImg")),
-        augment=_augment(steps),
+        augmentation=_augmentation(steps),
     )
 
 
-def _augment(steps: Mapping[str, Mapping[str, Any]]) -> Optional[AugmentSettings]:
+def _augmentation(steps: Mapping[str, Mapping[str, Any]]) -> Optional[AugmentSettings]:
     if "SVTRRecAug" not in steps:
         return None
     try:
