@@ -296,7 +296,7 @@ def test_cli_top_words_and_photos(tmp_path):
 
 
 def test_font_survey_is_cached_and_redone_for_a_changed_font(tmp_path, monkeypatch):
-    from rare_portable.data import synth as synth_module
+    from rare_portable.data.synth import fonts as synth_module
 
     monkeypatch.setenv("RARE_CACHE_DIR", str(tmp_path / "cache"))
     fonts = tmp_path / "fonts"
