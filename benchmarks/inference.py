@@ -84,8 +84,7 @@ def main(argv=None):
             for name, why in skipped.items():
                 print(f"{config}: {name} not run: {why}")
             for batch_size in args.batches:
-                i = spec.input
-                x = np.random.default_rng(0).uniform(-1, 1, (batch_size, i.channels, i.height, i.width)).astype(np.float32)
+                x = spec.input.example_batch(batch_size)
                 timed = {name: time_runtime(rt, x, min_seconds, min_runs) for name, rt in runtimes.items()}
                 measured = {name: ips for name, (ips, _) in timed.items()}
                 base = measured.get("torch")

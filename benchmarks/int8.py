@@ -75,8 +75,7 @@ def throughput_rows(config: str, runtimes, batches, rounds: int):
     spec = next(iter(runtimes.values())).spec
     rows = []
     for batch_size in batches:
-        i = spec.input
-        x = np.random.default_rng(0).uniform(-1, 1, (batch_size, i.channels, i.height, i.width)).astype(np.float32)
+        x = spec.input.example_batch(batch_size)
         measured = time_side_by_side(runtimes, x, rounds)
         print(f"\n{config}, batch {batch_size} ({rounds} alternating rounds, best each)")
         print(f"{'model':<14}{'img/s':>9}{'x fp32':>9}")
@@ -89,7 +88,7 @@ def throughput_rows(config: str, runtimes, batches, rounds: int):
 
 def accuracy(config, runtimes, count: int) -> dict:
     """Word accuracy per model on `count` held-out rendered words, and each int8 model's words vs fp32."""
-    from rare_portable.commands.eval_cmd import metric_options, postprocess_lower
+    from rare_portable.evaluation import metric_options, postprocess_lower
     from rare_portable.data.synth import render_words
     from rare_portable.metrics import rec_metric
     from rare_portable.parity import INT8_MAX_WORD_DISAGREEMENT

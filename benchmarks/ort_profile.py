@@ -127,8 +127,7 @@ def main(argv=None):
     print(f"machine: {machine.summary(described)}; SGEMM {peak:.0f} GFLOP/s (OpenBLAS {kernel})")
     with tempfile.TemporaryDirectory(prefix="rare-ort-profile-") as tmp:
         spec, path = export(args.config, Path(tmp))
-        i = spec.input
-        x = np.random.default_rng(0).uniform(-1, 1, (args.batch, i.channels, i.height, i.width)).astype(np.float32)
+        x = spec.input.example_batch(args.batch)
         by_op = kernel_time_by_op(path, x, runs=args.repeats // 2)
         speeds = settings_sweep(path, x, args.repeats)
 

@@ -58,7 +58,7 @@ def open_variants(spec, weights, workdir: Path, calibration_images: int, engines
     chosen = dict(VARIANTS)
     if engines:
         from exporters.onnx_stepwise import export_stepwise
-        from runtimes.mslite_bridge import availability
+        from rare_portable.mslite_bridge import availability
 
         files["weights"] = save_weights(net, workdir / f"{spec.name}.safetensors")  # the same weights as the files
         files["stepwise"] = export_stepwise(net, workdir / f"{spec.name}.stepwise.onnx")
@@ -77,7 +77,7 @@ def open_variants(spec, weights, workdir: Path, calibration_images: int, engines
 
 def real_accuracy(config, runtimes, limit=None) -> dict:
     """Word accuracy per variant on each real held-out split, and words differing from fp32 over all."""
-    from rare_portable.commands.eval_cmd import metric_options, postprocess_lower
+    from rare_portable.evaluation import metric_options, postprocess_lower
     from rare_portable.data.lmdb import LmdbDataset, find_lmdb_datasets
     from rare_portable.metrics import rec_metric
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from benchmarks import machine
 from rare_portable.config import load_config
-from rare_portable.commands.eval_cmd import metric_options
+from rare_portable.evaluation import metric_options
 from rare_portable.metrics import rec_metric
 
 ROOT = Path(__file__).resolve().parent.parent

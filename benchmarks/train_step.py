@@ -24,9 +24,8 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 def batch(spec, size: int):
-    rng = np.random.default_rng(0)
-    i = spec.input
-    images = rng.uniform(-1, 1, (size, i.channels, i.height, i.width)).astype(np.float32)
+    images = spec.input.example_batch(size)
+    rng = np.random.default_rng(1)
     targets = np.zeros((size, spec.head.num_steps + 1), np.int32)
     lengths = rng.integers(3, 11, size)
     for row, n in enumerate(lengths):
@@ -48,7 +47,7 @@ def torch_step(config: str, size: int, steps: int) -> float:
     import torch
 
     from rare_portable import build_model
-    from rare_portable.nets.torch_rare import attention_loss
+    from rare_portable.train.losses import torch_attention_loss as attention_loss
 
     net = build_model(config, "torch", train=True)
     images, targets = (torch.from_numpy(a) for a in batch(net.spec, size))

@@ -133,8 +133,8 @@ def held_out_accuracy(config, settings, weights: Path) -> dict:
 
     net = build_model(config.spec, "mindspore", weights=weights)
     infer = ms.jit(net.construct)
-    validator = Validator(load_eval_sets(settings.eval_data), config.spec.input, config.spec.charset,
-                          settings.eval_batch_size, settings.eval_lower, settings.metric_options)
+    validator = Validator(load_eval_sets(settings.eval_data), config.spec, settings.eval_batch_size,
+                          settings.eval_lower, settings.metric_options)
     result = validator.evaluate(lambda batch: infer(ms.Tensor(batch)).asnumpy())
     return {"acc": result["acc"], "norm_edit_distance": result["norm_edit_distance"]}
 

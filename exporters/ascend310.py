@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from .artifact import ArtifactError
+from rare_portable.artifact import ArtifactError
 
 PRECISION_MODES = ("enforce_fp32", "preferred_fp32", "enforce_fp16", "enforce_origin", "allow_fp32_to_fp16")
 SUPPORTED_OPS_FILE = Path(__file__).with_name("ascend310_ops.txt")
@@ -65,7 +65,7 @@ def convert_ascend310(mindir, output_dir, precision_mode: str = "enforce_fp32", 
                       batch: int = 1, batch_sizes: Sequence[int] = ()) -> AscendConversion:
     """Write `config.txt` and the converter command; run it when `converter_lite` is on PATH (or `run`).
     `batch_sizes` (a MindIR exported with a dynamic batch) writes Ascend's `dynamic_dims` instead of one batch."""
-    from .mindir_export import read_mindir_info
+    from rare_portable.artifact import read_mindir_info
 
     mindir = Path(mindir)
     if precision_mode not in PRECISION_MODES:

@@ -9,11 +9,12 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
 
-from rare_portable.spec import ModelSpec
+import numpy as np
 
-from .artifact import output_folder, sidecar_spec, write_sidecar
+from rare_portable.artifact import output_folder, write_sidecar
+
+from .check import require_faithful
 from .onnx_export import export_onnx
 
 
@@ -21,12 +22,21 @@ from .onnx_export import export_onnx
 class LiteExport:
     path: Path
     onnx_max_abs_diff: float
+    max_abs_diff: float  # probabilities, Lite running the model vs the PyTorch network, on an example batch
     lite_version: str
 
 
+def torch_probs(net, batch: np.ndarray) -> np.ndarray:
+    import torch
+
+    with torch.inference_mode():
+        return net(torch.from_numpy(batch)).numpy()
+
+
 def export_mslite(net, output, opset: int = 17) -> LiteExport:
-    """PyTorch network -> lite-flavour ONNX (checked against PyTorch) -> Lite model + spec sidecar."""
-    from runtimes.mslite_bridge import LiteBridge
+    """PyTorch network -> lite-flavour ONNX (checked against PyTorch) -> Lite model, run by Lite and checked
+    against PyTorch before it is put at `output` -> spec sidecar."""
+    from rare_portable.mslite_bridge import LiteBridge
 
     output = Path(output)
     output_folder(output)
@@ -36,14 +46,15 @@ def export_mslite(net, output, opset: int = 17) -> LiteExport:
         try:
             staged = Path(tmp) / output.name
             reply = bridge.convert(onnx.path, staged)
+            bridge.load(staged)  # Lite builds it for one image
+            example = net.spec.input.example_batch(1)
+            diff = float(np.abs(bridge.predict(example) - torch_probs(net, example)).max())
         finally:
             bridge.close()
+        require_faithful(output, "MindSpore Lite", "PyTorch", diff)
         partial = output.with_name(f".{output.name}.tmp")  # atomic: a crash never leaves half a model
         shutil.move(staged, partial)
         os.replace(partial, output)
     write_sidecar(output, net.spec, format="mslite", lite_version=reply["version"], onnx_flavour="lite", opset=opset)
-    return LiteExport(path=output, onnx_max_abs_diff=onnx.max_abs_diff, lite_version=reply["version"])
-
-
-def read_lite_spec(path, expected: Optional[ModelSpec] = None) -> ModelSpec:
-    return sidecar_spec(Path(path), expected)
+    return LiteExport(path=output, onnx_max_abs_diff=onnx.max_abs_diff, max_abs_diff=diff,
+                      lite_version=reply["version"])

@@ -17,23 +17,20 @@ import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional
 
 import numpy as np
 
 from rare_portable import __version__
-
-from .artifact import ArtifactError, check_same_spec, output_folder
+from rare_portable.artifact import FLAVOUR_KEY, INPUT_NAME, OUTPUT_NAME, SPEC_KEY, VERSION_KEY, output_folder
+from rare_portable.nets import rebuild
+from rare_portable.nets.common import LITE, STANDARD
 from rare_portable.spec import ModelSpec, spec_to_dict
 
-INPUT_NAME, OUTPUT_NAME = "images", "probs"
-SPEC_KEY, FLAVOUR_KEY, VERSION_KEY = "rare_portable.spec", "rare_portable.flavour", "rare_portable.version"
+from .check import ExportError, require_faithful
+
 FLAVOURS = ("standard", "lite")
 MIN_OPSET = {"standard": 16, "lite": 13}  # GridSample arrived in opset 16
-
-
-class ExportError(ArtifactError):
-    """An export that cannot be made as asked; the message says what to change."""
+BUILD_FLAVOUR = {"standard": STANDARD, "lite": LITE}  # the network each flavour is traced from
 
 
 @dataclass(frozen=True)
@@ -43,11 +40,6 @@ class OnnxExport:
     opset: int
     max_abs_diff: float  # probabilities, ONNX Runtime vs the PyTorch network, on a random batch
     ids_equal: bool
-
-
-def example_batch(spec: ModelSpec, batch: int, seed: int = 0) -> np.ndarray:
-    i = spec.input
-    return np.random.default_rng(seed).uniform(-1, 1, (batch, i.channels, i.height, i.width)).astype(np.float32)
 
 
 def _strip_default_dilations(model) -> None:
@@ -84,7 +76,8 @@ def _tanh_from_sigmoid(model) -> None:
 
 def export_onnx(net, output, flavour: str = "standard", opset: int = 17, dynamic_batch: bool = True,
                 batch: int = 1, simplify: bool = False) -> OnnxExport:
-    """Export a PyTorch RARE network, check it with onnx.checker and against PyTorch on ONNX Runtime."""
+    """Export a PyTorch RARE network, check it with onnx.checker and against PyTorch on ONNX Runtime (an
+    ExportError, and nothing at `output`, when they disagree beyond the fp32 runtime tolerance)."""
     import onnx
     import torch
 
@@ -98,11 +91,9 @@ def export_onnx(net, output, flavour: str = "standard", opset: int = 17, dynamic
                           "--opt for RecResizeNormForInfer padding: True (a fixed width) instead")
     output = Path(output)
     net = net.eval()
-    if spec.transform is not None:
-        net.transform.use_grid_sample = flavour == "standard"
-    net.neck.use_lstm_kernel = flavour == "standard"
+    exported = rebuild(net, BUILD_FLAVOUR[flavour])  # a copy built in the flavour: `net` itself stays as it is
     # Trace with 2 images when the batch is dynamic, so nothing specialises on a batch of 1.
-    x = torch.from_numpy(example_batch(spec, 2 if dynamic_batch else batch))
+    x = torch.from_numpy(spec.input.example_batch(2 if dynamic_batch else batch))
     axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
     output_folder(output)
     fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".onnx", dir=output.parent)
@@ -111,7 +102,7 @@ def export_onnx(net, output, flavour: str = "standard", opset: int = 17, dynamic
         with torch.inference_mode(), warnings.catch_warnings():
             # The input-shape check in forward() is Python on traced sizes: fine to bake in, say nothing.
             warnings.simplefilter("ignore", torch.jit.TracerWarning)
-            torch.onnx.export(net, (x,), tmp, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
+            torch.onnx.export(exported, (x,), tmp, dynamo=False, opset_version=opset, input_names=[INPUT_NAME],
                               output_names=[OUTPUT_NAME], dynamic_axes=axes, do_constant_folding=True)
         model = onnx.load(tmp)
         if simplify:
@@ -126,14 +117,12 @@ def export_onnx(net, output, flavour: str = "standard", opset: int = 17, dynamic
             model.metadata_props.add(key=key, value=value)
         onnx.checker.check_model(model, full_check=True)
         onnx.save(model, tmp)
+        diff, same = compare_with_torch(net, Path(tmp), spec, 3 if dynamic_batch else batch)
+        require_faithful(output, "ONNX Runtime", "PyTorch", diff)
         os.replace(tmp, output)
     finally:
-        if spec.transform is not None:
-            net.transform.use_grid_sample = True
-        net.neck.use_lstm_kernel = True
         if os.path.exists(tmp):
             os.remove(tmp)
-    diff, same = _compare_with_torch(net, output, spec, 3 if dynamic_batch else batch)
     return OnnxExport(path=output, flavour=flavour, opset=opset, max_abs_diff=diff, ids_equal=same)
 
 
@@ -145,39 +134,13 @@ def _simplify(model):
     return onnxslim.slim(model)
 
 
-def _compare_with_torch(net, path: Path, spec: ModelSpec, batch: int):
+def compare_with_torch(net, path: Path, spec: ModelSpec, batch: int):
+    """(max |diff| of probabilities, greedy ids equal): ONNX Runtime on `path` vs the PyTorch network."""
     import onnxruntime as ort
     import torch
 
-    x = example_batch(spec, batch, seed=1)
+    x = spec.input.example_batch(batch, seed=1)
     with torch.inference_mode():
         ref = net(torch.from_numpy(x)).numpy()
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {INPUT_NAME: x})[0]
     return float(np.abs(got - ref).max()), bool((got.argmax(-1) == ref.argmax(-1)).all())
-
-
-def onnx_metadata(path) -> Dict[str, str]:
-    """The metadata_props of the ONNX model at `path` (spec, int8 record) as a dict."""
-    import onnx
-
-    try:
-        model = onnx.load(str(path), load_external_data=False)
-    except Exception as e:
-        raise ExportError(f"{path}: not a readable ONNX model ({type(e).__name__}: {e})") from None
-    return {p.key: p.value for p in model.metadata_props}
-
-
-def read_onnx_spec(path, expected: Optional[ModelSpec] = None, meta: Optional[Dict[str, str]] = None) -> ModelSpec:
-    """The spec stored in an exported model (`meta`: its metadata, when already read); with `expected`, an
-    error if they disagree."""
-    from rare_portable.spec import spec_from_dict
-
-    path = Path(path)
-    meta = onnx_metadata(path) if meta is None else meta
-    if SPEC_KEY not in meta:
-        raise ExportError(f"{path}: no {SPEC_KEY} metadata; export it with `rare export --format onnx`")
-    spec = spec_from_dict(json.loads(meta[SPEC_KEY]))
-    if expected is not None:
-        check_same_spec(path, spec, expected)
-    return spec
-

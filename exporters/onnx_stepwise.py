@@ -15,22 +15,13 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import numpy as np
-
 from rare_portable import __version__
+from rare_portable.artifact import FLAVOUR_KEY, INPUT_NAME, SPEC_KEY, STEP_KEY, VERSION_KEY, output_folder, step_path
 from rare_portable.spec import ModelSpec, spec_to_dict
 
-from .artifact import output_folder
-from .onnx_export import FLAVOUR_KEY, INPUT_NAME, SPEC_KEY, VERSION_KEY, ExportError, example_batch
-
-STEP_KEY = "rare_portable.step_file"
 ENCODER_OUTPUTS = ("batch_h", "batch_h_proj")
 STEP_INPUTS = ("hidden", "batch_h", "batch_h_proj", "prev_ids")
 STEP_OUTPUTS = ("next_hidden", "step_probs")
-
-
-def step_path(encoder_path: Path) -> Path:
-    return encoder_path.with_name(encoder_path.stem + ".step.onnx")
 
 
 def _graphs(net):
@@ -44,8 +35,7 @@ def _graphs(net):
             self.net = net
 
         def forward(self, images):
-            x = images if self.net.transform is None else self.net.transform(images)
-            batch_h = self.net.neck(self.net.backbone(x)).permute(1, 0, 2)
+            batch_h = self.net.encode(images).permute(1, 0, 2)
             return batch_h, self.net.head.attention_cell.i2h(batch_h)
 
     class Step(nn.Module):
@@ -70,7 +60,7 @@ def export_stepwise(net, output, opset: int = 17) -> Path:
     output_folder(output)
     net = net.eval()
     encoder, step = _graphs(net)
-    x = torch.from_numpy(example_batch(spec, 2))
+    x = torch.from_numpy(spec.input.example_batch(2))
     with torch.inference_mode():
         batch_h, batch_h_proj = encoder(x)
     hidden = torch.zeros(2, spec.head.hidden_size)
@@ -106,31 +96,3 @@ def export_stepwise(net, output, opset: int = 17) -> Path:
             if os.path.exists(tmp):
                 os.remove(tmp)
     return output
-
-
-def run_stepwise(encoder, step, batch: np.ndarray, spec: ModelSpec, stop_id: int) -> np.ndarray:
-    """Probabilities [N, steps, C] from two ONNX Runtime sessions, stopping once all words emitted STOP."""
-    batch_h, batch_h_proj = encoder.run(None, {INPUT_NAME: batch})
-    n, steps, classes = len(batch), spec.head.num_steps, spec.num_classes
-    probs = np.zeros((n, steps, classes), np.float32)
-    probs[:, :, stop_id] = 1.0  # steps after every word stopped decode as STOP
-    hidden = np.zeros((n, spec.head.hidden_size), np.float32)
-    prev = np.zeros(n, np.int64)
-    stopped = np.zeros(n, bool)
-    for t in range(steps):
-        hidden, step_probs = step.run(None, {"hidden": hidden, "batch_h": batch_h, "batch_h_proj": batch_h_proj,
-                                             "prev_ids": prev})
-        probs[:, t] = step_probs
-        prev = step_probs.argmax(1)
-        stopped |= prev == stop_id
-        if stopped.all():
-            break
-    return probs
-
-
-def check_step_file(encoder_path: Path, name: str) -> Path:
-    path = encoder_path.with_name(name)
-    if not path.is_file():
-        raise ExportError(f"{encoder_path}: its step graph {path} is missing; keep the two files of "
-                          f"`rare export --decoder stepwise` together, or export again")
-    return path

@@ -15,17 +15,16 @@ import tempfile
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Mapping, Optional
+from typing import Iterator, Optional
 
 import numpy as np
 
+from rare_portable.artifact import INPUT_NAME, INT8_KEY, ArtifactError, output_folder, read_onnx_spec
 from rare_portable.data.lmdb import LmdbDataset, find_lmdb_datasets
 from rare_portable.data.preprocess import batch
 from rare_portable.data.synth import render_words
 from rare_portable.spec import ModelSpec
 
-from .artifact import ArtifactError, output_folder
-from .onnx_export import INPUT_NAME, read_onnx_spec
 
 METHODS = ("static", "dynamic")
 # Static: convolutions (~97% of rare_resnet34's FLOPs) as QDQ int8. The decoder's matrix products stay
@@ -33,7 +32,6 @@ METHODS = ("static", "dynamic")
 # trained rare_tiny, for about 5% more speed (measured on 2 cores).
 # Dynamic: matrix products only; ORT has no CPU kernel for the ConvInteger that dynamic Conv becomes.
 QUANTIZED_OPS = {"static": ["Conv"], "dynamic": ["MatMul"]}
-INT8_KEY = "rare_portable.int8"  # ONNX metadata: JSON saying how the model was quantized
 CALIBRATION_SEED = 7  # rendered calibration words; `rare parity` renders its words with another seed
 
 
@@ -80,18 +78,6 @@ def lmdb_calibration(spec: ModelSpec, root, count: int) -> CalibrationSet:
     if not images:
         raise CalibrationError(f"{root}: none of the {len(picked)} images sampled decodes; calibrate on readable images")
     return CalibrationSet(batch(images, spec.input), f"{root} (LMDB): {len(images)} of {total} images, evenly spaced")
-
-
-def int8_record(metadata: Mapping[str, str], path) -> Optional[dict]:
-    """How the model at `path` was quantized, from its ONNX metadata; None for an fp32 model."""
-    raw = metadata.get(INT8_KEY)
-    if raw is None:
-        return None
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise ArtifactError(f"{path}: its {INT8_KEY} metadata is not JSON ({raw[:40]!r}); re-export it with "
-                            f"`rare export --format onnx --int8 ...`") from None
 
 
 class _Calibration:

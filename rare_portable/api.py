@@ -4,10 +4,10 @@ from __future__ import annotations
 from typing import Sequence, Union
 
 from .config import RareConfig, load_config
-from .nets import backend_of, build_network
+from .nets import backend_of, build_network, framework_module
 from .nets.common import stn_initial_points
 from .spec import ModelSpec
-from .weights import expected_shapes, framework_module, initial_state, load_weights
+from .weights import expected_shapes, initial_state, load_weights
 
 
 def resolve_spec(config: Union[str, RareConfig, ModelSpec], opts: Sequence[str] = ()) -> ModelSpec:
@@ -38,8 +38,5 @@ def build_model(config: Union[str, RareConfig, ModelSpec], backend: str = "torch
 
 
 def set_mode(net, train: bool):
-    if backend_of(net) == "torch":
-        net.train(train)
-    else:
-        net.set_train(train)
-    return net
+    """Train or eval mode, whichever framework built `net`."""
+    return framework_module(backend_of(net)).set_mode(net, train)

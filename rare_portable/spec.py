@@ -9,6 +9,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Optional, Tuple
 
+import numpy as np
+
 from .charset import Charset
 from .errors import UserError
 
@@ -44,6 +46,16 @@ class InputSpec:
                             f"got {self.rotate_vertical[1]!r}")
         if self.padding and not self.keep_ratio:
             raise SpecError("input.padding needs input.keep_ratio: padding only fills what a ratio-keeping resize leaves")
+
+    @property
+    def shape(self) -> Tuple[int, int, int]:
+        """(channels, height, width) of one preprocessed image."""
+        return self.channels, self.height, self.width
+
+    def example_batch(self, batch: int, seed: int = 0) -> np.ndarray:
+        """A preprocessed-range batch [batch, C, H, W] of uniform noise in [-1, 1): what exporters trace and
+        check with, benchmarks time and tests compare on; the same seed gives the same batch everywhere."""
+        return np.random.default_rng(seed).uniform(-1, 1, (batch, *self.shape)).astype(np.float32)
 
 
 @dataclass(frozen=True)

@@ -178,11 +178,8 @@ def load_weights(net, path, strict: bool = True):
 def save_weights(net, path) -> Path:
     """Save a network's weights; the suffix picks the format (.pt keeps PyTorch's own key names)."""
     path = Path(path)
-    state = get_state(net)
-    torch_names = None
-    if _format(path) == ".pt" and backend_of(net) == "torch":
-        torch_names = framework_module("torch").canonical_names(net)
-    return write_state(state, path, torch_names=torch_names)
+    torch_names = framework_module(backend_of(net)).pt_names(net) if _format(path) == ".pt" else None
+    return write_state(get_state(net), path, torch_names=torch_names)
 
 
 def initial_state(shapes: Mapping[str, Tuple[int, ...]], seed: int, special: Mapping[str, np.ndarray] = ()) -> State:

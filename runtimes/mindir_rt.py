@@ -12,20 +12,20 @@ from typing import Dict, Optional
 import mindspore as ms
 import numpy as np
 
-from exporters.artifact import ArtifactError
-from exporters.mindir_export import read_mindir_info
+from rare_portable.artifact import ArtifactError, read_mindir_info
+from rare_portable.recognizer import padded_to_built
 from rare_portable.spec import ModelSpec, SpecError
 
-from .base import Runtime, padded_to_built
+from .base import Runtime
 
 
 class MindirRuntime(Runtime):
     name = "mindir"
 
     def __init__(self, spec: Optional[ModelSpec], weights, device: str = "cpu"):
-        from .mindspore_rt import set_device
+        from rare_portable.devices import set_mindspore_device
 
-        set_device(device)
+        set_mindspore_device(device)
         self.path = Path(weights)
         stored, info = read_mindir_info(self.path, expected=spec)
         super().__init__(stored)

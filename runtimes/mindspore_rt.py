@@ -10,14 +10,13 @@ import numpy as np
 import mindspore as ms
 
 from rare_portable.api import build_model
-from rare_portable.nets import BackendUnavailable
+from rare_portable.devices import set_mindspore_device
 from rare_portable.spec import ModelSpec
 
 from .base import Runtime
 
 MODES = {"pynative": ms.PYNATIVE_MODE, "graph": ms.GRAPH_MODE}
 NAMES = {"pynative": "mindspore", "graph": "mindspore-graph"}
-DEVICE_TARGETS = {"cpu": "CPU", "gpu": "GPU", "cuda": "GPU", "ascend": "Ascend", "npu": "Ascend"}
 
 
 class MindSporeRuntime(Runtime):
@@ -27,7 +26,7 @@ class MindSporeRuntime(Runtime):
             raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
         self.name = NAMES[mode]
         self.mode = mode
-        set_device(device)
+        set_mindspore_device(device)
         self.net = build_model(spec, "mindspore", weights=weights)
 
     def _predict(self, batch: np.ndarray) -> np.ndarray:
@@ -37,19 +36,3 @@ class MindSporeRuntime(Runtime):
             return self.net(ms.Tensor(batch)).asnumpy()
         finally:
             ms.set_context(mode=caller_mode)
-
-
-def set_device(device: str) -> None:
-    """MindSpore's device is process-wide too; `cpu`, `gpu`/`cuda`, `ascend`/`npu`, optionally `:index`."""
-    kind, _, index = device.lower().partition(":")
-    if kind not in DEVICE_TARGETS or (index and not index.isdigit()):
-        raise BackendUnavailable(f"mindspore does not know device {device!r}; use cpu, gpu[:N] or ascend[:N]")
-    target = DEVICE_TARGETS[kind]
-    try:
-        if index:
-            ms.set_device(target, int(index))
-        elif ms.get_context("device_target") != target:
-            ms.set_device(target)
-    except RuntimeError as e:
-        first_line = str(e).strip().splitlines()[0]
-        raise BackendUnavailable(f"mindspore cannot use device {device!r}: {first_line}") from None

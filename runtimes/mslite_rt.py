@@ -1,4 +1,4 @@
-"""MindSpore Lite on a model from `rare export --format mslite`, through `mslite_bridge`."""
+"""MindSpore Lite on a model from `rare export --format mslite`, through `rare_portable.mslite_bridge`."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -6,12 +6,13 @@ from typing import Optional
 
 import numpy as np
 
-from exporters.mslite_export import read_lite_spec
+from rare_portable.artifact import read_lite_spec
+from rare_portable.mslite_bridge import LiteBridge
 from rare_portable.nets import BackendUnavailable
+from rare_portable.recognizer import padded_to_built
 from rare_portable.spec import ModelSpec
 
-from .base import Runtime, padded_to_built
-from .mslite_bridge import LiteBridge
+from .base import Runtime
 
 
 class MindSporeLiteRuntime(Runtime):

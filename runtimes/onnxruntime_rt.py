@@ -7,15 +7,12 @@ from typing import Optional, Sequence
 import numpy as np
 import onnxruntime as ort
 
-from exporters.onnx_export import INPUT_NAME, ExportError, read_onnx_spec
-from exporters.onnx_stepwise import STEP_KEY, check_step_file, run_stepwise
-from exporters.quantize import int8_record
+from rare_portable.artifact import INPUT_NAME, STEP_KEY, ArtifactError, check_step_file, int8_record, read_onnx_spec
 from rare_portable.charset import STOP
 from rare_portable.nets import BackendUnavailable
 from rare_portable.spec import ModelSpec
 
 from .base import Runtime
-
 
 OPTIMIZATION_LEVELS = {"none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
                        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -42,7 +39,7 @@ class OnnxRuntime(Runtime):
         try:
             self.session = ort.InferenceSession(str(path), options, providers=list(providers))
         except Exception as e:
-            raise ExportError(f"{path}: ONNX Runtime cannot load it ({type(e).__name__}: {e})") from None
+            raise ArtifactError(f"{path}: ONNX Runtime cannot load it ({type(e).__name__}: {e})") from None
         metadata = self.session.get_modelmeta().custom_metadata_map
         self.quantization = int8_record(metadata, path)
         self.step_session = None
@@ -72,3 +69,24 @@ def _providers(device: str):
                                      f"pip install onnxruntime-gpu, or use --device cpu")
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     raise BackendUnavailable(f"onnxruntime here runs on cpu or cuda, not {device!r}")
+
+
+def run_stepwise(encoder, step, batch: np.ndarray, spec: ModelSpec, stop_id: int) -> np.ndarray:
+    """Probabilities [N, steps, C] from two ONNX Runtime sessions (`rare export --decoder stepwise`), stopping
+    once all words emitted STOP; the steps after that decode as STOP."""
+    batch_h, batch_h_proj = encoder.run(None, {INPUT_NAME: batch})
+    n, steps, classes = len(batch), spec.head.num_steps, spec.num_classes
+    probs = np.zeros((n, steps, classes), np.float32)
+    probs[:, :, stop_id] = 1.0
+    hidden = np.zeros((n, spec.head.hidden_size), np.float32)
+    prev = np.zeros(n, np.int64)
+    stopped = np.zeros(n, bool)
+    for t in range(steps):
+        hidden, step_probs = step.run(None, {"hidden": hidden, "batch_h": batch_h, "batch_h_proj": batch_h_proj,
+                                             "prev_ids": prev})
+        probs[:, t] = step_probs
+        prev = step_probs.argmax(1)
+        stopped |= prev == stop_id
+        if stopped.all():
+            break
+    return probs

@@ -12,8 +12,7 @@ from typing import Optional
 import numpy as np
 import openvino as ov
 
-from exporters.onnx_export import INPUT_NAME, ExportError, onnx_metadata, read_onnx_spec
-from exporters.quantize import int8_record
+from rare_portable.artifact import INPUT_NAME, ArtifactError, int8_record, onnx_metadata, read_onnx_spec
 from rare_portable.nets import BackendUnavailable
 from rare_portable.spec import ModelSpec
 
@@ -46,7 +45,7 @@ class OpenVinoRuntime(Runtime):
             model = core.read_model(str(path))
             self.compiled = core.compile_model(model, "CPU", config)
         except Exception as e:
-            raise ExportError(f"{path}: OpenVINO cannot load it ({type(e).__name__}: {e})") from None
+            raise ArtifactError(f"{path}: OpenVINO cannot load it ({type(e).__name__}: {e})") from None
         self.request = self.compiled.create_infer_request()
         self.quantization = int8_record(metadata, path)
 

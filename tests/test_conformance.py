@@ -1,13 +1,14 @@
 """Both builders against outputs recorded from MindOCR's own implementation (../shared/conformance).
 
-Tolerances (fp32) and why:
-- eval_neck, eval_probs: max |diff| <= 1e-4, identical greedy ids.
+Tolerances (fp32) and why; the bounds and the values they were set from are the CONFORMANCE_* classes
+in rare_portable/tolerances.py:
+- eval_neck: max |diff| <= 1.2e-4 (measured 3.8e-5), eval_probs: <= 1e-4, identical greedy ids.
 - eval_backbone: activations reach ~700, where one fp32 ulp is 6e-5 and 36 conv layers accumulate
   rounding differently per kernel; we bound max |diff| by 1e-5 of the tensor's largest magnitude
   (measured 2e-6 for both builders).
 - train_logits: |diff| <= 5e-4 + 1e-4 |ref| (numpy allclose; see test_train_logits_record_is_beyond_1e4_of_float64),
   train_loss: 1e-4 + 1e-4 |ref|.
-- gradients: ||diff|| / ||ref|| <= 1e-3, except backbone.conv1_1 (see test_first_conv_gradient).
+- gradients: ||diff|| / ||ref|| <= 1e-3, except backbone.conv1_1: 3.5e-2 (see test_first_conv_gradient).
 """
 import numpy as np
 import pytest
@@ -15,11 +16,14 @@ import pytest
 from backends import EVAL_BACKENDS, eval_outputs, set_ms_mode, train_outputs
 from conftest import MINDOCR_RECORDS
 from rare_portable import build_model
+from rare_portable.tolerances import (
+    CONFORMANCE_BACKBONE, CONFORMANCE_FIRST_CONV_GRADIENT, CONFORMANCE_GRADIENT, CONFORMANCE_NECK, CONFORMANCE_PROBS,
+    CONFORMANCE_TRAIN_LOGITS, CONFORMANCE_TRAIN_LOSS, MARGIN, assert_allclose, assert_within, max_abs_diff)
 
 FIRST_CONV = "grad/backbone.conv1_1.conv.weight"
-# MindOCR's record is 1.2e-4 from the same logits in float64, ours 1.1e-4 (AMD Zen 3, AVX2 kernels), so the two
-# fp32 runs may differ by their sum: measured 1.6e-4 on Zen 3 and on Zen 5 (AVX-512); bound with 3x margin.
-TRAIN_LOGITS_ATOL = 5e-4
+# Train logits (CONFORMANCE_TRAIN_LOGITS): MindOCR's record is 1.2e-4 from the same logits in float64, ours 1.1e-4
+# (AMD Zen 3, AVX2 kernels), so the two fp32 runs may differ by their sum: measured 1.6e-4 on Zen 3 and on Zen 5
+# (AVX-512); bound with 3x margin.
 
 
 def _rel(a, b):
@@ -35,9 +39,9 @@ def test_eval_matches_mindocr(config, backend, mode, mindocr_record):
     out = eval_outputs(net, backend, record["x"])
     ref_bb = record["eval_backbone"]
     assert out["backbone"].shape == ref_bb.shape
-    assert np.abs(out["backbone"] - ref_bb).max() <= 1e-5 * np.abs(ref_bb).max()
-    assert np.abs(out["neck"] - record["eval_neck"]).max() <= 1e-4
-    assert np.abs(out["probs"] - record["eval_probs"]).max() <= 1e-4
+    assert_within(max_abs_diff(out["backbone"], ref_bb) / np.abs(ref_bb).max(), CONFORMANCE_BACKBONE, "eval_backbone")
+    assert_within(max_abs_diff(out["neck"], record["eval_neck"]), CONFORMANCE_NECK, "eval_neck")
+    assert_within(max_abs_diff(out["probs"], record["eval_probs"]), CONFORMANCE_PROBS, "eval_probs")
     np.testing.assert_array_equal(out["probs"].argmax(-1), record["eval_probs"].argmax(-1))
 
 
@@ -48,15 +52,15 @@ def test_train_matches_mindocr(config, backend, mindocr_record):
     net = build_model(config, backend, opts=opts, weights=ckpt, train=True)
     grad_keys = [k for k in record if k.startswith("grad/")]
     logits, loss, grads = train_outputs(net, backend, record["x"], record["targets"], [k[5:] for k in grad_keys])
-    np.testing.assert_allclose(logits, record["train_logits"], atol=TRAIN_LOGITS_ATOL, rtol=1e-4)
-    np.testing.assert_allclose(loss, record["train_loss"], atol=1e-4, rtol=1e-4)
+    assert_allclose(logits, record["train_logits"], CONFORMANCE_TRAIN_LOGITS, "train_logits")
+    assert_allclose(loss, record["train_loss"], CONFORMANCE_TRAIN_LOSS, "train_loss")
     for key in grad_keys:
-        bound = 2e-2 if key == FIRST_CONV else 1e-3
-        assert _rel(grads[key[5:]], record[key]) <= bound, key
+        tolerance = CONFORMANCE_FIRST_CONV_GRADIENT if key == FIRST_CONV else CONFORMANCE_GRADIENT
+        assert_within(_rel(grads[key[5:]], record[key]), tolerance, key)
 
 
 def test_first_conv_gradient_is_ill_conditioned_in_fp32(mindocr_record):
-    """Why backbone.conv1_1's gradient gets 2e-2, not 1e-3: the same network in float64 sits
+    """Why backbone.conv1_1's gradient gets 3.5e-2, not 1e-3: the same network in float64 sits
     ~1e-2 from MindOCR's fp32 record (and ~4e-3 from our fp32), so no fp32 implementation,
     MindOCR's included, reproduces it to 1e-3. The float64 run still has to land closer to our
     fp32 than the bound, which shows the bound is about rounding, not a layout error."""
@@ -71,8 +75,9 @@ def test_first_conv_gradient_is_ill_conditioned_in_fp32(mindocr_record):
         results[dtype] = grads[FIRST_CONV[5:]].astype(np.float64)
     record_err = _rel(record[FIRST_CONV], results[torch.float64])
     ours_err = _rel(results[torch.float32], results[torch.float64])
-    assert 1e-3 < record_err < 2e-2
-    assert ours_err < 2e-2
+    assert CONFORMANCE_GRADIENT.bound < record_err
+    assert_within(record_err, CONFORMANCE_FIRST_CONV_GRADIENT, "MindOCR's fp32 record vs float64")
+    assert_within(ours_err, CONFORMANCE_FIRST_CONV_GRADIENT, "our fp32 vs float64")
 
 
 def test_backbone_record_is_beyond_1e4_of_float64(mindocr_record):
@@ -105,4 +110,4 @@ def test_train_logits_record_is_beyond_1e4_of_float64(mindocr_record):
         logits[dtype] = train_outputs(net, "torch", x, record["targets"], [])[0].astype(np.float64)
     exact = logits[torch.float64]
     assert np.abs(record["train_logits"] - exact).max() > 1e-4
-    assert np.abs(logits[torch.float32] - exact).max() < TRAIN_LOGITS_ATOL / 3
+    assert np.abs(logits[torch.float32] - exact).max() < CONFORMANCE_TRAIN_LOGITS.bound / MARGIN

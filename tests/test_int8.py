@@ -9,7 +9,7 @@ from click.testing import CliRunner
 
 import rare_portable  # noqa: F401  (before onnx: it picks the protobuf backend MindSpore needs)
 import onnx
-from exporters.onnx_export import INPUT_NAME
+from rare_portable.artifact import INPUT_NAME
 from rare_portable import build_model, get_state, load_config
 from rare_portable.cli import cli
 from rare_portable.commands.parity_cmd import RENDERED_WORDS_SEED

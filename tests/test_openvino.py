@@ -11,6 +11,7 @@ import rare_portable  # noqa: F401  (before onnx: it picks the protobuf backend 
 from rare_portable import build_model, get_state
 from rare_portable.cli import cli
 from rare_portable.parity import BF16_MAX_WORD_DISAGREEMENT, FP32_TOLERANCE
+from rare_portable.tolerances import FP32_RUNTIME, assert_within
 from rare_portable.weights import write_state
 from runtimes import open_runtime
 
@@ -41,7 +42,7 @@ def test_fp32_is_explicit_and_matches_onnxruntime(exported):
     assert openvino.precision == "fp32" and openvino.quantization is None
     x = np.random.default_rng(3).standard_normal((5, 3, 32, 100)).astype(np.float32)
     diff = np.abs(openvino.predict(x) - open_runtime("onnxruntime", None, onnx_file).predict(x)).max()
-    assert diff < FP32_TOLERANCE, f"fp32 runtime class: OpenVINO vs ONNX Runtime {diff:.2e} >= {FP32_TOLERANCE}"
+    assert_within(diff, FP32_RUNTIME, "OpenVINO vs ONNX Runtime")
 
 
 def test_bf16_uses_the_cpus_bf16_units_where_it_has_them(exported):

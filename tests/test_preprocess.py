@@ -8,6 +8,7 @@ import pytest
 
 from rare_portable.data.preprocess import ImageDecodeError, batch, decode_image, preprocess
 from rare_portable.spec import InputSpec
+from rare_portable.tolerances import PREPROCESS_FP32, assert_allclose
 
 FIXED = InputSpec(height=32, width=100)
 PADDED = InputSpec(height=32, width=320, keep_ratio=True, padding=True)
@@ -48,7 +49,7 @@ def test_halving_resize_is_a_2x2_block_mean():
     image = (np.random.default_rng(2).integers(0, 64, (64, 200, 3)) * 4).astype(np.uint8)
     block_mean = image.reshape(32, 2, 100, 2, 3).astype(np.float64).mean(axis=(1, 3))
     expected = normalised(block_mean, FIXED).transpose(2, 0, 1)
-    np.testing.assert_allclose(preprocess(image, FIXED), expected, atol=1e-6)
+    assert_allclose(preprocess(image, FIXED), expected, PREPROCESS_FP32, "halving resize")
 
 
 def test_bgr_spec_reverses_channel_order():

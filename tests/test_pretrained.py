@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 from rare_portable.cli import cli
 from rare_portable.config import load_config
-from rare_portable.commands.eval_cmd import metric_options
+from rare_portable.evaluation import metric_options
 from rare_portable.metrics import rec_metric
 from rare_portable.pretrained import DEFAULT_MODEL, list_pretrained, pretrained_config, pretrained_weights
 

@@ -8,13 +8,14 @@ import pytest
 from click.testing import CliRunner
 
 import rare_portable  # noqa: F401  (before onnx: it picks the protobuf backend MindSpore needs)
-from exporters.onnx_export import ExportError
+from rare_portable.artifact import ArtifactError
 from rare_portable.cli import cli
 from rare_portable.config import load_config
 from rare_portable.data.preprocess import batch
 from rare_portable.data.synth import render_words
 from rare_portable.labels import decode
 from rare_portable.parity import FP32_TOLERANCE, after_stop
+from rare_portable.tolerances import FP32_RUNTIME, assert_within
 from runtimes import open_runtime
 
 
@@ -52,7 +53,7 @@ def test_equal_to_the_unrolled_graph_up_to_stop_and_stops_early(exported):
     ids = unrolled.argmax(-1)
     upto = ~after_stop(ids)
     diff = np.abs(probs - unrolled)[upto].max()
-    assert diff < FP32_TOLERANCE, f"fp32 runtime class: stepwise vs unrolled up to STOP {diff:.2e}"
+    assert_within(diff, FP32_RUNTIME, "stepwise vs unrolled up to STOP")
     assert (probs.argmax(-1) == ids)[upto].all()
     read, reference = decode(probs, spec.charset), decode(unrolled, spec.charset)
     assert [t for t, _ in read] == [t for t, _ in reference]
@@ -73,7 +74,7 @@ def test_parity_checks_the_stepwise_pair(exported, tmp_path):
 def test_a_missing_step_file_and_a_stepwise_int8_are_refused(exported, tmp_path):
     lonely = tmp_path / "alone.onnx"
     lonely.write_bytes((exported / "stepwise.onnx").read_bytes())
-    with pytest.raises(ExportError, match=r"its step graph .*stepwise.step.onnx is missing; keep the two files"):
+    with pytest.raises(ArtifactError, match=r"its step graph .*stepwise.step.onnx is missing; keep the two files"):
         open_runtime("onnxruntime", None, lonely)
     result = rare("export", "-w", "rare_small_en", "--format", "onnx", "--decoder", "stepwise", "--int8", "dynamic",
                   "-o", tmp_path / "q.onnx")

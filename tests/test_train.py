@@ -28,6 +28,8 @@ from rare_portable.train.data import BatchLoader
 from rare_portable.train.loop import Trainer
 from rare_portable.train.optim import build_optimizer, lr_schedule, parameter_groups
 from rare_portable.train.settings import OPTIMIZERS, OptimizerSettings, ScheduleSettings, read_settings
+from rare_portable.tolerances import (DATA_PARALLEL_STATE, EXACT_RESUME, FP32_LOSS_FORMULA, FP32_OPTIMIZER_STEP,
+                                      FP32_RUNTIME, assert_allclose, assert_within, max_abs_diff)
 from rare_portable.weights import WeightsError, read_state, write_state
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -220,7 +222,7 @@ def test_adamw_decay_is_decoupled_and_skips_bias_and_bn():
     after = get_state(net)
     for p in net.trainable_params():
         factor = 1.0 if p.name.rsplit(".", 1)[-1].startswith(("bias", "gamma", "beta")) else 1 - 0.01 * 0.05
-        np.testing.assert_allclose(after[p.name], before[p.name] * factor, rtol=1e-6, atol=1e-8, err_msg=p.name)
+        assert_allclose(after[p.name], before[p.name] * factor, FP32_OPTIMIZER_STEP, p.name)
 
 
 @pytest.mark.parametrize("name", OPTIMIZERS)
@@ -352,7 +354,7 @@ def test_checkpoint_loads_into_pytorch_unchanged(straight_run):
     with torch.no_grad():
         torch_probs = torch_net(torch.from_numpy(x)).numpy()
     ms_probs = ms_net(ms.Tensor(x)).asnumpy()
-    assert np.abs(ms_probs - torch_probs).max() <= 1e-4
+    assert_within(max_abs_diff(ms_probs, torch_probs), FP32_RUNTIME, "trained checkpoint, MindSpore vs PyTorch")
     assert np.abs(ms_probs - fresh(ms.Tensor(x)).asnumpy()).max() > 1e-3  # the checkpoint is trained, not fresh
 
 
@@ -369,11 +371,13 @@ def test_interrupt_and_resume_reach_the_same_weights(straight_run, data_root, tm
     resumed = run(opts, resume="auto")
     assert resumed.stop_reason == "completed" and resumed.state.global_step == 2 * STEPS_PER_EPOCH
     for name in ("last.ckpt", "best.ckpt"):
-        assert max_difference(read_state(straight_out / name), read_state(tmp_path / "run" / name)) <= 1e-6, name
+        assert_within(max_difference(read_state(straight_out / name), read_state(tmp_path / "run" / name)),
+                      EXACT_RESUME, name)
     straight_state, resumed_state = (read_state(p / "train_resume.ckpt") for p in (straight_out, tmp_path / "run"))
     optimizer_keys = [k for k in straight_state if k.startswith("optimizer.")]
     assert optimizer_keys
-    assert max(float(np.abs(straight_state[k] - resumed_state[k]).max()) for k in optimizer_keys) <= 1e-6
+    assert_within(max(max_abs_diff(straight_state[k], resumed_state[k]) for k in optimizer_keys), EXACT_RESUME,
+                  "optimizer state after SIGINT + resume")
     steps_logged = [line.split(",")[0] for line in (tmp_path / "run" / "steps.csv").read_text().splitlines()[1:]]
     assert steps_logged == [str(s) for s in range(2, 17, 2)]  # one run's log, no duplicated rows
 
@@ -393,7 +397,8 @@ def test_a_crash_mid_epoch_loses_at_most_the_save_interval(straight_run, data_ro
     assert ckpt.LoopState.from_arrays(read_state(tmp_path / "run" / "train_resume.ckpt")).global_step == 6
     resumed = run(opts, resume="auto")
     assert resumed.stop_reason == "completed" and resumed.state.global_step == 2 * STEPS_PER_EPOCH
-    assert max_difference(read_state(straight_out / "last.ckpt"), read_state(tmp_path / "run" / "last.ckpt")) <= 1e-6
+    assert_within(max_difference(read_state(straight_out / "last.ckpt"), read_state(tmp_path / "run" / "last.ckpt")),
+                  EXACT_RESUME, "last.ckpt after a crash + resume")
 
 
 def test_nonfinite_steps_are_skipped_and_counted_and_repeated_ones_stop(data_root, tmp_path, monkeypatch):
@@ -458,7 +463,7 @@ def test_auxiliary_ctc_loss_is_pytorchs_ctc_over_the_characters():
     reference = torch.nn.functional.ctc_loss(
         log_probs, torch.tensor(sum(labels, [])), torch.full((batch,), steps), torch.tensor([len(c) for c in labels]),
         blank=0, reduction="mean")
-    assert ours == pytest.approx(float(reference), rel=1e-5)
+    assert_within(abs(ours - float(reference)) / abs(float(reference)), FP32_LOSS_FORMULA, "auxiliary CTC")
 
 
 def test_auxiliary_ctc_trains_beside_the_network_and_resumes_exactly(data_root, tmp_path):
@@ -482,7 +487,8 @@ def test_auxiliary_ctc_trains_beside_the_network_and_resumes_exactly(data_root, 
     resumed_opts = tiny_opts(data_root, tmp_path / "resumed", "train.aux_ctc_weight=0.5")
     assert run_interrupted(resumed_opts, at_step=5)[0] == "interrupted"
     run(resumed_opts, resume="auto")
-    assert max_difference(resume_state, read_state(tmp_path / "resumed" / "train_resume.ckpt")) <= 1e-6
+    assert_within(max_difference(resume_state, read_state(tmp_path / "resumed" / "train_resume.ckpt")), EXACT_RESUME,
+                  "train_resume.ckpt with the auxiliary CTC")
     with pytest.raises(ConfigError, match="aux_ctc_weight"):
         trainer(tiny_opts(data_root, tmp_path / "bad", "train.aux_ctc_weight=-1"))
 
@@ -508,9 +514,10 @@ def test_label_smoothing_is_torch_s_and_the_logged_loss_stays_plain():
     logits = torch.from_numpy(network(ms.Tensor(images), ms.Tensor(targets)).asnumpy())
     labels = torch.from_numpy(targets[:, 1:1 + logits.shape[1]].astype(np.int64)).reshape(-1)
     logits = logits.reshape(-1, logits.shape[-1])
-    assert objective == pytest.approx(float(torch.nn.functional.cross_entropy(
-        logits, labels, ignore_index=0, label_smoothing=0.1)), rel=1e-5)
-    assert logged == pytest.approx(float(torch.nn.functional.cross_entropy(logits, labels, ignore_index=0)), rel=1e-5)
+    smoothed_ref = float(torch.nn.functional.cross_entropy(logits, labels, ignore_index=0, label_smoothing=0.1))
+    plain_ref = float(torch.nn.functional.cross_entropy(logits, labels, ignore_index=0))
+    assert_within(abs(objective - smoothed_ref) / abs(smoothed_ref), FP32_LOSS_FORMULA, "label-smoothed objective")
+    assert_within(abs(logged - plain_ref) / abs(plain_ref), FP32_LOSS_FORMULA, "logged cross-entropy")
     assert abs(objective - logged) > 1e-3
     with pytest.raises(ConfigError, match="label_smoothing"):
         read_settings(load_config("rare_tiny", ["loss.label_smoothing=1.5"]))
@@ -560,7 +567,7 @@ def test_guided_attention_loss_is_the_left_to_right_prior_it_claims():
                 total += alphas[n, t, s] * (1 - np.exp(-d * d / (2 * 0.2 ** 2)))
             count += 1
     ours = float(guided_attention_loss(ms.Tensor(alphas.astype(np.float32)), ms.Tensor(targets)).asnumpy())
-    assert ours == pytest.approx(total / count, rel=1e-5)
+    assert_within(abs(ours - total / count) / abs(total / count), FP32_LOSS_FORMULA, "guided attention loss")
     on_the_diagonal = np.zeros_like(alphas)
     for t in range(steps):
         on_the_diagonal[0, t, min(columns - 1, int((t + 0.5) / 3 * columns))] = 1.0
@@ -752,8 +759,9 @@ def test_two_msrun_workers_equal_one_process_averaging_their_gradients(data_root
             global_step += 1
     reference = get_state(net)
     trainable = [p.name for p in params]
-    assert max(float(np.abs(ranks[0][k] - reference[k]).max()) for k in trainable) <= 1e-6
-    assert max_difference(ranks[0], reference) <= 1e-5
+    assert_within(max(max_abs_diff(ranks[0][k], reference[k]) for k in trainable), EXACT_RESUME,
+                  "data-parallel rank 0's trainable weights vs a replay")
+    assert_within(max_difference(ranks[0], reference), DATA_PARALLEL_STATE, "data-parallel rank 0's whole state")
 
 
 def test_cli_bad_training_input_is_one_line_and_exit_2(tmp_path):

@@ -148,7 +148,7 @@ def check_openvino(versions: Versions, run: Probe) -> BackendStatus:
 
 
 def check_mslite(run: Probe) -> BackendStatus:
-    from runtimes.mslite_bridge import availability, find_lite_python, find_python37, lite_in_process
+    from ..mslite_bridge import availability, find_lite_python, find_python37, lite_in_process
 
     status = BackendStatus("mslite")
     why = availability()

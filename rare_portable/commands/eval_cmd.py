@@ -1,38 +1,30 @@
-"""`rare eval`: word accuracy and normalised edit distance per dataset, as MindOCR's multi-dataset eval.
+"""`rare eval`: the evaluation step (rare_portable/evaluation.py) on one backend or several side by side,
+as tables and JSON.
 
 Every leaf LMDB under a `--data` folder is one dataset (or an image folder + label file, MindOCR's
-`RecDataset`). Samples that cannot be read are skipped and counted per dataset; the run fails only when
-no sample at all could be evaluated. The summary gives MindOCR's unweighted mean over datasets, and the
-mean weighted by samples, because papers quote one or the other.
+`RecDataset`); the run fails only when no sample at all could be evaluated.
 """
 from __future__ import annotations
 
-import itertools
 import json
-import os
-import time
-from dataclasses import dataclass, field
-from functools import partial
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import click
-from tqdm import tqdm
 
 from runtimes.base import RUNTIMES
 
 from ..cli import WEIGHTS, config_options, resolve_model
 from ..pretrained import DEFAULT_MODEL, PretrainedError, shipped_name
 from ..config import RareConfig, load_config
-from ..data.folder import FolderDataset
-from ..data.lmdb import LmdbDataset, find_lmdb_datasets
-from ..data.samples import DataError, SampleSource, SkipLog
+from ..data.datasets import NamedDataset, config_dataset_paths, find_datasets
+from ..data.samples import DataError
 from ..errors import UserError
-from ..metrics import RecMetric
+from ..evaluation import (MESSAGES_SHOWN, METRIC_FLAGS, DatasetResult, config_metric, evaluate, postprocess_lower,
+                          summarise)
 from ..nets import BackendUnavailable
 
-MESSAGES_SHOWN = 3  # skip messages printed (and written to --json) per dataset
-METRIC_FLAGS = ("ignore_space", "filter_ood", "lower", "ignore_symbol")  # MindOCR RecMetric options we honour
 RUNTIMES_NAMES = tuple(RUNTIMES)
 
 
@@ -62,91 +54,12 @@ def open_cli_runtime(backend: str, config: RareConfig, weights: str, device: str
         raise click.ClickException(str(e)) from None
 
 
-def postprocess_lower(config: RareConfig) -> bool:
-    """MindOCR's `RecAttnLabelDecode(lower=...)`: lower-case predictions only when the config asks."""
-    return bool(config.section("postprocess.lower", False))
-
-
-def metric_options(config: RareConfig) -> Dict[str, bool]:
-    """The config's `metric:` flags; absent ones keep MindOCR's defaults (RecMetric's defaults)."""
-    section = config.section("metric") or {}
-    return {key: bool(section[key]) for key in METRIC_FLAGS if key in section}
-
-
-@dataclass
-class DatasetTarget:
-    """A dataset to evaluate, opened only when its turn comes so one bad path does not stop the others."""
-
-    name: str
-    path: str
-    open: Callable[[], SampleSource]
-
-
-@dataclass
-class DatasetResult:
-    name: str
-    path: str
-    entries: int = 0  # entries read (num-samples, or label lines), up to --limit
-    samples: int = 0  # entries evaluated
-    skipped: SkipLog = field(default_factory=SkipLog)
-    error: Optional[str] = None  # why the dataset could not be opened at all
-    correct: int = 0
-    acc: Optional[float] = None
-    norm_edit_distance: Optional[float] = None
-    seconds: float = 0.0
-    predictions: List[Tuple[str, str]] = field(default_factory=list)  # (label, prediction) in reading order
-
-    @property
-    def images_per_second(self) -> Optional[float]:
-        return self.samples / self.seconds if self.samples and self.seconds > 0 else None
-
-    def problem(self) -> str:
-        """Why nothing of this dataset was evaluated, naming the path (and key), for the final error."""
-        if self.error:
-            return self.error
-        if self.skipped.messages:
-            return self.skipped.messages[0]
-        return f"{self.path}: empty (no entries)"
-
-    def to_json(self) -> dict:
-        return {
-            "name": self.name, "path": self.path, "entries": self.entries, "samples": self.samples,
-            "skipped": self.skipped.total, "skip_reasons": dict(self.skipped.counts),
-            "skip_messages": self.skipped.messages[:MESSAGES_SHOWN], "error": self.error,
-            "correct": self.correct, "acc": self.acc, "norm_edit_distance": self.norm_edit_distance,
-            "images_per_second": self.images_per_second,
-        }
-
-
-def lmdb_targets(root: Path) -> List[DatasetTarget]:
-    """One target per leaf LMDB under `root`, named relative to root's parent (`evaluation/IIIT5k`)."""
-    try:
-        leaves = find_lmdb_datasets(root)
-    except DataError as e:
-        return [DatasetTarget(root.name or str(root), str(root), _raiser(e))]
-    base = root.resolve().parent
-    return [DatasetTarget(leaf.resolve().relative_to(base).as_posix(), str(leaf), partial(LmdbDataset, leaf))
-            for leaf in leaves]
-
-
-def folder_target(images_dir: Path, label_file: Path) -> DatasetTarget:
-    name = f"{label_file.parent.name}/{label_file.name}" if label_file.parent.name else label_file.name
-    return DatasetTarget(name, f"{images_dir} + {label_file}", partial(FolderDataset, images_dir, label_file))
-
-
-def _raiser(error: Exception) -> Callable[[], SampleSource]:
-    def open_fails() -> SampleSource:
-        raise error
-    return open_fails
-
-
-def resolve_targets(config: RareConfig, data: Sequence[str], label_files: Sequence[str]) -> List[DatasetTarget]:
+def resolve_targets(config: RareConfig, data: Sequence[str], label_files: Sequence[str]) -> List[NamedDataset]:
     """--data/--label-file, or else the config's eval.dataset paths joined to dataset_root as MindOCR does."""
-    dataset_cfg = config.section("eval.dataset") or {}
-    root = dataset_cfg.get("dataset_root") or ""
     given = list(data)
+    config_dirs, config_labels = config_dataset_paths(config.section("eval.dataset") or {})
     if not data:
-        data = [os.path.join(root, d) for d in _as_list(dataset_cfg.get("data_dir"))]
+        data = config_dirs
         if not data:
             raise click.UsageError("no --data and the config has no eval.dataset.data_dir; pass --data DIR")
     missing = [path for path in data if not Path(path).exists()]
@@ -154,72 +67,11 @@ def resolve_targets(config: RareConfig, data: Sequence[str], label_files: Sequen
         source = "--data" if given else "eval.dataset"
         raise DataError(f"{source} {missing[0]}: no such file or directory; pass an LMDB, a folder of "
                         f"them (e.g. ../shared/real_validation) or an image folder with --label-file")
-    if not label_files:
-        label_files = [os.path.join(root, f) for f in _as_list(dataset_cfg.get("label_file"))]
-    if not label_files:
-        return [target for path in data for target in lmdb_targets(Path(path))]
-    if len(label_files) != len(data):
+    label_files = label_files or config_labels
+    if label_files and len(label_files) != len(data):
         raise click.UsageError(f"{len(label_files)} label file(s) for {len(data)} --data folder(s); image "
                                f"folders and label files pair up in order, so give as many of each")
-    return [folder_target(Path(d), Path(f)) for d, f in zip(data, label_files)]
-
-
-def _as_list(value) -> List[str]:
-    if value is None or value == "":
-        return []
-    return [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
-
-
-def evaluate(runtime, target: DatasetTarget, metric: RecMetric, batch_size: int, limit: Optional[int],
-             lower: bool) -> DatasetResult:
-    """Read, preprocess, predict, decode and score one dataset; a dataset that cannot be opened is a result too."""
-    result = DatasetResult(target.name, target.path)
-    start = time.perf_counter()
-    try:
-        source = target.open()
-    except DataError as e:
-        result.error = str(e)
-        return result
-    result.entries = len(source) if limit is None else min(limit, len(source))
-    try:
-        with tqdm(total=result.entries, desc=target.name, unit="img", leave=False, disable=None) as progress:
-            def labelled_images():
-                for sample in itertools.islice(source, result.entries):
-                    progress.update()
-                    if sample.skip is None:
-                        yield sample.label, sample.image
-
-            for label, (text, _) in runtime.recognise_all(labelled_images(), batch_size, lower=lower):
-                metric.update([text], [label])
-                result.predictions.append((label, text))
-    finally:
-        if isinstance(source, LmdbDataset):
-            source.close()  # one open environment per dataset, not one per dataset evaluated so far
-    result.seconds = time.perf_counter() - start
-    result.skipped = source.skipped
-    if metric.total:
-        scores = metric.result()
-        result.samples, result.correct = scores["total"], scores["correct"]
-        result.acc, result.norm_edit_distance = scores["acc"], scores["norm_edit_distance"]
-    return result
-
-
-def summarise(results: Sequence[DatasetResult]) -> Dict[str, dict]:
-    """MindOCR's average (each dataset counts once) and the sample-weighted one, over scored datasets."""
-    scored = [r for r in results if r.samples]
-    samples = sum(r.samples for r in scored)
-    return {
-        "mean": {
-            "acc": sum(r.acc for r in scored) / len(scored),
-            "norm_edit_distance": sum(r.norm_edit_distance for r in scored) / len(scored),
-            "datasets": len(scored),
-        },
-        "weighted_mean": {
-            "acc": sum(r.correct for r in scored) / samples,
-            "norm_edit_distance": sum(r.norm_edit_distance * r.samples for r in scored) / samples,
-            "samples": samples,
-        },
-    }
+    return find_datasets(data, label_files)
 
 
 def format_table(results: Sequence[DatasetResult], summary: Dict[str, dict]) -> str:
@@ -362,9 +214,8 @@ def format_backends_table(results: Sequence[BackendResult], agreements: Dict[str
 def run_backend(backend: str, weights: str, rare_config: RareConfig, targets, device: str, batch_size: int,
                 limit: Optional[int]) -> BackendResult:
     runtime = open_cli_runtime(backend, rare_config, weights, device)
-    new_metric = partial(RecMetric, rare_config.spec.charset, **metric_options(rare_config))
     lower = postprocess_lower(rare_config)
-    results = [evaluate(runtime, target, new_metric(), batch_size, limit, lower) for target in targets]
+    results = [evaluate(runtime, target, config_metric(rare_config), batch_size, limit, lower) for target in targets]
     echo_problems(results)
     if not any(r.samples for r in results):
         raise click.ClickException("no sample could be evaluated: " + "; ".join(r.problem() for r in results))
@@ -414,7 +265,7 @@ def eval_command(config, opts, weights, backends, artifacts, device, data, label
             skipped[backend] = e.format_message() if isinstance(e, click.ClickException) else str(e)
     if not results:
         raise click.ClickException("no backend could run: " + "; ".join(f"{b}: {w}" for b, w in skipped.items()))
-    metric = {k: getattr(RecMetric(rare_config.spec.charset, **metric_options(rare_config)), k) for k in METRIC_FLAGS}
+    metric = {k: getattr(config_metric(rare_config), k) for k in METRIC_FLAGS}
     run = {"config": rare_config.source, "opts": list(opts), "device": device, "batch_size": batch_size,
            "limit": limit, "metric": metric}
     if len(backends) == 1:

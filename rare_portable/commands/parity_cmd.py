@@ -8,7 +8,7 @@ import click
 import numpy as np
 
 from ..cli import WEIGHTS, config_options, resolve_model
-from ..parity import INT8_MAX_WORD_DISAGREEMENT
+from ..parity import FP32_TOLERANCE, INT8_MAX_WORD_DISAGREEMENT
 
 
 RENDERED_WORDS_SEED = 1234  # not the int8 calibration seed: parity checks on words calibration never saw
@@ -51,7 +51,7 @@ def image_folder(spec, folder: Path) -> np.ndarray:
 @click.option("--artifact", "artifacts", multiple=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="An exported .onnx/.mindir/.ms file to check as it is (e.g. an int8 model from `rare export "
                    "--int8`) against the weights; repeatable. With `--backend torch` only these are checked.")
-@click.option("--tolerance", type=float, default=None, help="Max |diff| of probabilities (default 1e-4, fp32).")
+@click.option("--tolerance", type=float, default=None, help=f"Max |diff| of probabilities (default {FP32_TOLERANCE:g}, fp32).")
 @click.option("--max-word-disagreement", type=click.FloatRange(0.0, 1.0), default=INT8_MAX_WORD_DISAGREEMENT,
               show_default=True, help="int8 artifacts: the largest share of samples whose greedy word may differ "
                                       "from the fp32 reference.")

@@ -15,7 +15,8 @@ import click
 from ..cli import config_options, resolve_model
 from ..config import load_config
 from ..data.preprocess import ImageDecodeError, decode_image
-from .eval_cmd import open_cli_runtime, postprocess_lower, runtime_options
+from ..evaluation import postprocess_lower
+from .eval_cmd import open_cli_runtime, runtime_options
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
 RESULTS_FILE = "rec_results.txt"

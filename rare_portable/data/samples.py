@@ -119,3 +119,18 @@ class SampleSource(ABC):
         """Every entry decoded, skipped ones included; a full pass refills `skipped`."""
         for sample, _ in self.iter_with_bytes():
             yield sample
+
+
+class DecodedSamples:
+    """A dataset's usable samples, decoded once and kept in memory: validation while training reads
+    them every epoch for the cost of the forward pass alone. Iterates like a SampleSource."""
+
+    def __init__(self, samples: List[Sample], skipped: SkipLog):
+        self.samples = samples
+        self.skipped = skipped
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __iter__(self) -> Iterator[Sample]:
+        return iter(self.samples)

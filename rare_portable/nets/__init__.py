@@ -1,11 +1,15 @@
-"""Builders per framework, registered by backend name; each imports its framework only when asked for."""
+"""Builders per framework, registered by backend name; each imports its framework only when asked for.
+
+Each framework module turns `common.plan(spec)` into layers and provides the same hooks: `RARE`,
+`canonical_names`, `get_state`, `set_state`, `set_mode`, `infer` and `pt_names`."""
 from __future__ import annotations
 
 import importlib
-from typing import Dict
+from typing import Dict, Optional
 
 from ..spec import ModelSpec
 from ..errors import UserError
+from .common import Flavour, export_flavour
 
 BUILDERS: Dict[str, str] = {
     "torch": "rare_portable.nets.torch_rare",
@@ -31,9 +35,21 @@ def framework_module(backend: str):
         raise BackendUnavailable(f"backend {backend!r} needs {e.name or 'its framework'}: {INSTALL_HINT[backend]}") from None
 
 
-def build_network(spec: ModelSpec, backend: str):
-    """A freshly built network; weights are set by the caller (see `rare_portable.api`)."""
-    return framework_module(backend).RARE(spec)
+def build_network(spec: ModelSpec, backend: str, flavour: Optional[Flavour] = None):
+    """A freshly built network; weights are set by the caller (see `rare_portable.api`). `flavour` (default:
+    `common.current_flavour()`) picks the export graph, once, at build time."""
+    if flavour is None:
+        return framework_module(backend).RARE(spec)
+    with export_flavour(flavour):
+        return framework_module(backend).RARE(spec)
+
+
+def rebuild(net, flavour: Flavour):
+    """A copy of `net` built in `flavour`, with its weights, in eval mode; `net` itself is untouched."""
+    module = framework_module(backend_of(net))
+    copy = build_network(net.spec, backend_of(net), flavour)
+    module.set_state(copy, module.get_state(net))  # every tensor: no initialisation needed
+    return module.set_mode(copy, False)
 
 
 def backend_of(net) -> str:

@@ -1,7 +1,8 @@
-"""RARE as a MindSpore `nn.Cell`, block for block the mirror of `torch_rare.py`.
+"""RARE as a MindSpore `nn.Cell`: the layers of `common.plan`, as `torch_rare.py` builds them for PyTorch.
 
-Attribute paths give MindOCR's parameter names exactly, so MindOCR checkpoints load unchanged.
-Differences from the PyTorch file are the ones the frameworks force (pad_mode='same', Dense, Cell).
+Attribute paths give MindOCR's parameter names exactly, so MindOCR checkpoints load unchanged. What this
+file holds is what the framework forces: Cell/construct, pad_mode='same', Dense, `accurate_tanh` (MindSpore's
+CPU Tanh is approximate), `lstm_steps` for the plain-operator LSTM flavour.
 """
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ import numpy as np
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
-from ..spec import BackboneSpec, HeadSpec, ModelSpec, NeckSpec, TransformSpec
-from .common import BN_EPS, MS_BN_MOMENTUM, gru_combine, tps_matrices
+from ..spec import ModelSpec
+from .common import (BN_EPS, MS_BN_MOMENTUM, BackbonePlan, Block, ConvNorm, HeadPlan, LocPool, NeckPlan, SamePool,
+                     TransformPlan, gru_combine, plan)
 
 
 def _batch_norm(channels: int, dims: int = 2) -> nn.Cell:
@@ -21,19 +23,17 @@ def _batch_norm(channels: int, dims: int = 2) -> nn.Cell:
 
 
 class ConvNormLayer(nn.Cell):
-    """conv (no bias) + BN (+ ReLU); `is_vd_mode` puts a strided average pool in front ("ResNet-D")."""
+    """conv (no bias) + BN (+ ReLU), optionally after a strided average pool ("ResNet-D"): `common.ConvNorm`."""
 
-    def __init__(self, cin: int, cout: int, kernel: int, stride=(1, 1), is_vd_mode=False, act=False):
+    def __init__(self, p: ConvNorm):
         super().__init__()
-        self.is_vd_mode = is_vd_mode
-        self.pool = nn.AvgPool2d(stride, stride) if is_vd_mode else None
-        self.conv = nn.Conv2d(cin, cout, kernel, 1 if is_vd_mode else stride, pad_mode="pad",
-                              padding=(kernel - 1) // 2, has_bias=False)
-        self.norm = _batch_norm(cout)
-        self.act = act
+        self.pool = None if p.avg_pool is None else nn.AvgPool2d(p.avg_pool, p.avg_pool)
+        self.conv = nn.Conv2d(p.cin, p.cout, p.kernel, p.stride, pad_mode="pad", padding=p.padding, has_bias=False)
+        self.norm = _batch_norm(p.cout)
+        self.act = p.act
 
     def construct(self, x):
-        if self.is_vd_mode:
+        if self.pool is not None:
             x = self.pool(x)
         y = self.norm(self.conv(x))
         if self.act:
@@ -42,35 +42,28 @@ class ConvNormLayer(nn.Cell):
 
 
 class BasicBlock(nn.Cell):
-    def __init__(self, cin: int, cout: int, stride, shortcut: bool, is_first: bool):
+    def __init__(self, p: Block):
         super().__init__()
-        self.conv0 = ConvNormLayer(cin, cout, 3, stride, act=True)
-        self.conv1 = ConvNormLayer(cout, cout, 3)
-        self.shortcut = shortcut
-        if not shortcut:
-            self.short = ConvNormLayer(cin, cout, 1, stride, is_vd_mode=not is_first and stride[0] != 1)
+        self.conv0 = ConvNormLayer(p.conv0)
+        self.conv1 = ConvNormLayer(p.conv1)
+        self.short = None if p.short is None else ConvNormLayer(p.short)
 
     def construct(self, x):
-        short = x if self.shortcut else self.short(x)
+        short = x if self.short is None else self.short(x)
         return ops.relu(short + self.conv1(self.conv0(x)))
 
 
+def _same_max_pool(p: SamePool) -> nn.MaxPool2d:
+    return nn.MaxPool2d(kernel_size=p.kernel, stride=p.stride, pad_mode="same")
+
+
 class RecResNet(nn.Cell):
-    def __init__(self, spec: BackboneSpec):
+    def __init__(self, p: BackbonePlan):
         super().__init__()
-        s0, s1, s2 = spec.stem_channels
-        self.conv1_1 = ConvNormLayer(spec.in_channels, s0, 3, act=True)
-        self.conv1_2 = ConvNormLayer(s0, s1, 3, act=True)
-        self.conv1_3 = ConvNormLayer(s1, s2, 3, act=True)
-        self.maxpool2d_1 = nn.MaxPool2d(kernel_size=3, stride=2, pad_mode="same")
-        blocks, cin = [], s2
-        for stage, (depth, cout) in enumerate(zip(spec.depths, spec.widths)):
-            for i in range(depth):
-                stride = spec.stage_stride(stage) if i == 0 else (1, 1)
-                blocks.append(BasicBlock(cin, cout, stride, shortcut=i > 0, is_first=stage == i == 0))
-                cin = cout
-        self.block_list = nn.SequentialCell(blocks)
-        self.maxpool2d_2 = nn.MaxPool2d(kernel_size=2, stride=2, pad_mode="same")
+        self.conv1_1, self.conv1_2, self.conv1_3 = (ConvNormLayer(c) for c in p.stem)
+        self.maxpool2d_1 = _same_max_pool(p.stem_pool)
+        self.block_list = nn.SequentialCell([BasicBlock(b) for b in p.blocks])
+        self.maxpool2d_2 = _same_max_pool(p.final_pool)
 
     def construct(self, x):
         y = self.maxpool2d_1(self.conv1_3(self.conv1_2(self.conv1_1(x))))
@@ -81,18 +74,17 @@ class RNNEncoder(nn.Cell):
     """[N, C, 1, W] -> [W, N, 2*hidden], time-major as MindOCR; fp32 throughout (MindOCR casts to fp16
     on some MindSpore versions, which moves the output by ~1e-2)."""
 
-    def __init__(self, spec: NeckSpec, in_channels: int, seq_len: int):
+    def __init__(self, p: NeckPlan):
         super().__init__()
-        self.seq_encoder = nn.LSTM(in_channels, spec.hidden_size, spec.num_layers, has_bias=True,
-                                   bidirectional=True)
-        self.feature_shape = (-1, in_channels, seq_len)
-        # exporters.mindir_export builds its own copy with False: a MindIR without the LSTM kernel converts
+        self.seq_encoder = nn.LSTM(p.in_channels, p.hidden_size, p.num_layers, has_bias=True, bidirectional=True)
+        self.feature_shape = (-1, p.in_channels, p.seq_len)
+        # exporters.mindir_export builds with lstm_kernel False: a MindIR without the LSTM kernel converts
         # for Ascend from any host (the kernel exports as _DynamicLSTMCPUGPU, which converter_lite rejects).
-        self.use_lstm_kernel = True
+        self.lstm_kernel = p.lstm_kernel
 
     def construct(self, x):
         x = ops.transpose(ops.reshape(x, self.feature_shape), (2, 0, 1))
-        if not self.use_lstm_kernel:
+        if not self.lstm_kernel:
             return lstm_steps(self.seq_encoder, x, self.feature_shape[2])
         return self.seq_encoder(x)[0]
 
@@ -152,13 +144,13 @@ class GRUCell(nn.Cell):
 
 
 class AttentionCell(nn.Cell):
-    def __init__(self, input_size: int, hidden_size: int, num_classes: int):
+    def __init__(self, p: HeadPlan):
         super().__init__()
-        self.i2h = nn.Dense(input_size, hidden_size, has_bias=False)
-        self.h2h = nn.Dense(hidden_size, hidden_size)
-        self.score = nn.Dense(hidden_size, 1, has_bias=False)
-        self.rnn = GRUCell(input_size, num_classes, hidden_size)
-        self.input_size = input_size
+        self.i2h = nn.Dense(p.input_size, p.hidden_size, has_bias=False)
+        self.h2h = nn.Dense(p.hidden_size, p.hidden_size)
+        self.score = nn.Dense(p.hidden_size, 1, has_bias=False)
+        self.rnn = GRUCell(p.input_size, p.num_classes, p.hidden_size)
+        self.input_size = p.input_size
 
     def construct(self, prev_hidden, batch_h, batch_h_proj, prev_ids):
         return self.step(prev_hidden, batch_h, batch_h_proj, prev_ids)[0]
@@ -172,11 +164,11 @@ class AttentionCell(nn.Cell):
 
 
 class AttentionHead(nn.Cell):
-    def __init__(self, spec: HeadSpec, in_channels: int):
+    def __init__(self, p: HeadPlan):
         super().__init__()
-        self.attention_cell = AttentionCell(in_channels, spec.hidden_size, spec.num_classes)
-        self.generator = nn.Dense(spec.hidden_size, spec.num_classes)
-        self.num_steps = spec.num_steps
+        self.attention_cell = AttentionCell(p)
+        self.generator = nn.Dense(p.hidden_size, p.num_classes)
+        self.num_steps = p.num_steps
 
     def construct(self, inputs, targets=None):
         """Teacher-forced logits [N, steps, C] with targets; greedy softmax probabilities without."""
@@ -213,31 +205,21 @@ class AttentionHead(nn.Cell):
         return batch_h, batch_h_proj, batch_h_proj[:, 0, :] * 0
 
 
-def _conv3x3_block(cin: int, cout: int) -> nn.SequentialCell:
-    return nn.SequentialCell(
-        nn.Conv2d(cin, cout, 3, 1, pad_mode="pad", padding=1, has_bias=False), _batch_norm(cout), nn.ReLU(),
-    )
-
-
 class STN(nn.Cell):
     """Localisation net: predicts the source control points; indices match MindOCR's SequentialCell."""
 
-    def __init__(self, spec: TransformSpec, in_channels: int):
+    def __init__(self, p: TransformPlan):
         super().__init__()
-        layers, cin = [], in_channels
-        for i, cout in enumerate(spec.loc_channels):
-            if i:
-                layers.append(nn.MaxPool2d(2, 2))
-            layers.append(_conv3x3_block(cin, cout))
-            cin = cout
-        self.stn_convnet = nn.SequentialCell(layers)
-        self.stn_fc1 = nn.SequentialCell(
-            nn.Dense(spec.loc_flat_features, spec.loc_fc_hidden), _batch_norm(spec.loc_fc_hidden, 1), nn.ReLU(),
-        )
-        self.stn_fc2 = nn.Dense(spec.loc_fc_hidden, 2 * spec.num_control_points)
-        self.sigmoid = spec.stn_activation == "sigmoid"
-        self.num_points = spec.num_control_points
-        self.flat_features = spec.loc_flat_features
+        self.stn_convnet = nn.SequentialCell([
+            nn.MaxPool2d(layer.kernel, layer.kernel) if isinstance(layer, LocPool) else nn.SequentialCell(
+                nn.Conv2d(layer.cin, layer.cout, 3, 1, pad_mode="pad", padding=1, has_bias=False),
+                _batch_norm(layer.cout), nn.ReLU())
+            for layer in p.loc_layers])
+        self.stn_fc1 = nn.SequentialCell(nn.Dense(*p.fc1), _batch_norm(p.fc1[1], 1), nn.ReLU())
+        self.stn_fc2 = nn.Dense(*p.fc2)
+        self.sigmoid = p.sigmoid
+        self.num_points = p.num_points
+        self.flat_features = p.flat_features
 
     def construct(self, x):
         x = self.stn_convnet(x)
@@ -248,17 +230,19 @@ class STN(nn.Cell):
 
 
 class STN_ON(nn.Cell):  # noqa: N801 - MindOCR's name, which configs use
-    def __init__(self, spec: TransformSpec, in_channels: int):
+    def __init__(self, p: TransformPlan):
         super().__init__()
-        self.stn_head = STN(spec, in_channels)
-        self.grid_from_points = Tensor(tps_matrices(spec)["grid_from_points"])
-        self.inputsize = tuple(spec.tps_inputsize)
+        if not p.grid_sample:
+            raise ValueError("the MindSpore network samples with grid_sample only; build other flavours in PyTorch")
+        self.stn_head = STN(p)
+        self.grid_from_points = Tensor(p.grid_from_points)
+        self.inputsize = p.inputsize
         # The primitive, not ops.interpolate: interpolate's Python checks leave nodes that a
         # dynamic-batch MindIR cannot run (MindSpore 2.8, measured); the results are identical.
-        self.resize = ops.ResizeBilinearV2(align_corners=spec.align_corners, half_pixel_centers=not spec.align_corners)
-        self.outputsize = tuple(spec.tps_outputsize)
-        self.align_corners = spec.align_corners
-        self.padding_mode = spec.padding_mode
+        self.resize = ops.ResizeBilinearV2(align_corners=p.align_corners, half_pixel_centers=not p.align_corners)
+        self.outputsize = p.outputsize
+        self.align_corners = p.align_corners
+        self.padding_mode = p.padding_mode
 
     def construct(self, image):
         small = self.resize(image, self.inputsize)
@@ -273,12 +257,11 @@ class RARE(nn.Cell):
     def __init__(self, spec: ModelSpec):
         super().__init__()
         self.spec = spec
-        self.has_transform = spec.transform is not None
-        if self.has_transform:
-            self.transform = STN_ON(spec.transform, spec.input.channels)
-        self.backbone = RecResNet(spec.backbone)
-        self.neck = RNNEncoder(spec.neck, spec.backbone.out_channels, spec.sequence_length)
-        self.head = AttentionHead(spec.head, spec.neck.out_channels)
+        p = plan(spec)
+        self.transform = None if p.transform is None else STN_ON(p.transform)
+        self.backbone = RecResNet(p.backbone)
+        self.neck = RNNEncoder(p.neck)
+        self.head = AttentionHead(p.head)
 
     def __call__(self, images, *targets):
         self.spec.check_input_shape(tuple(images.shape))
@@ -289,7 +272,7 @@ class RARE(nn.Cell):
 
     def encode(self, images):
         """The encoder's output [W, N, 2*hidden], time-major: what the head attends over."""
-        x = self.transform(images) if self.has_transform else images
+        x = images if self.transform is None else self.transform(images)
         return self.neck(self.backbone(x))
 
 
@@ -307,14 +290,16 @@ def set_state(net: nn.Cell, state: Dict[str, np.ndarray]) -> None:
         p.set_data(Tensor(np.ascontiguousarray(state[p.name]), p.dtype))
 
 
-class AttentionLoss(nn.Cell):
-    """MindOCR `AttentionLoss`: cross-entropy of step t against targets[:, t + 1], padding (0) ignored;
-    `label_smoothing` > 0 is our extension (MindSpore's own smoothing of the cross-entropy)."""
+def set_mode(net: nn.Cell, train: bool) -> nn.Cell:
+    net.set_train(train)
+    return net
 
-    def __init__(self, label_smoothing: float = 0.0):
-        super().__init__()
-        self.criterion = nn.CrossEntropyLoss(reduction="mean", ignore_index=0, label_smoothing=float(label_smoothing))
 
-    def construct(self, logits, targets):
-        labels = targets[:, 1:1 + logits.shape[1]].astype(ms.int32)
-        return self.criterion(ops.reshape(logits, (-1, logits.shape[-1])), ops.reshape(labels, (-1,)))
+def infer(fn, *arrays: np.ndarray) -> np.ndarray:
+    """`fn` (a network or one of its cells) on numpy arrays, as a numpy array."""
+    return fn(*(Tensor(a) for a in arrays)).asnumpy()
+
+
+def pt_names(net: nn.Cell) -> None:
+    """A .pt written from MindSpore keeps MindOCR's names (loading accepts either naming)."""
+    return None

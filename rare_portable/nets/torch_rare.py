@@ -1,4 +1,4 @@
-"""RARE as a PyTorch `nn.Module`, block for block the mirror of `ms_rare.py`.
+"""RARE as a PyTorch `nn.Module`: the layers of `common.plan`, as `ms_rare.py` builds them for MindSpore.
 
 Module paths equal MindOCR's parameter names (batch-norm tensors aside, see `common.py`), so a
 MindOCR checkpoint maps onto this network by one table. The graph avoids what ONNX and MindSpore
@@ -13,20 +13,25 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..spec import BackboneSpec, HeadSpec, ModelSpec, NeckSpec, TransformSpec
-from .common import (BN_EPS, TORCH_BN_MOMENTUM, TORCH_TO_CANONICAL_BN, final_pool_pads, gru_combine,
-                     stem_pool_pads, tps_matrices)
+from ..spec import ModelSpec
+from .common import (BN_EPS, TORCH_BN_MOMENTUM, TORCH_TO_CANONICAL_BN, BackbonePlan, Block, ConvNorm, HeadPlan,
+                     LocPool, NeckPlan, SamePool, TransformPlan, gru_combine, plan)
+
+
+def _batch_norm(channels: int, dims: int = 2) -> nn.Module:
+    cls = nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d
+    return cls(channels, eps=BN_EPS, momentum=TORCH_BN_MOMENTUM)
 
 
 class ConvNormLayer(nn.Module):
-    """conv (no bias) + BN (+ ReLU); `is_vd_mode` puts a strided average pool in front ("ResNet-D")."""
+    """conv (no bias) + BN (+ ReLU), optionally after a strided average pool ("ResNet-D"): `common.ConvNorm`."""
 
-    def __init__(self, cin: int, cout: int, kernel: int, stride=(1, 1), is_vd_mode=False, act=False):
+    def __init__(self, p: ConvNorm):
         super().__init__()
-        self.pool = nn.AvgPool2d(stride, stride) if is_vd_mode else None
-        self.conv = nn.Conv2d(cin, cout, kernel, 1 if is_vd_mode else stride, (kernel - 1) // 2, bias=False)
-        self.norm = nn.BatchNorm2d(cout, eps=BN_EPS, momentum=TORCH_BN_MOMENTUM)
-        self.act = act
+        self.pool = None if p.avg_pool is None else nn.AvgPool2d(p.avg_pool, p.avg_pool)
+        self.conv = nn.Conv2d(p.cin, p.cout, p.kernel, p.stride, p.padding, bias=False)
+        self.norm = _batch_norm(p.cout)
+        self.act = p.act
 
     def forward(self, x):
         if self.pool is not None:
@@ -36,41 +41,32 @@ class ConvNormLayer(nn.Module):
 
 
 class BasicBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride, shortcut: bool, is_first: bool):
+    def __init__(self, p: Block):
         super().__init__()
-        self.conv0 = ConvNormLayer(cin, cout, 3, stride, act=True)
-        self.conv1 = ConvNormLayer(cout, cout, 3)
-        self.short = None if shortcut else ConvNormLayer(cin, cout, 1, stride, is_vd_mode=not is_first and stride[0] != 1)
+        self.conv0 = ConvNormLayer(p.conv0)
+        self.conv1 = ConvNormLayer(p.conv1)
+        self.short = None if p.short is None else ConvNormLayer(p.short)
 
     def forward(self, x):
         short = x if self.short is None else self.short(x)
         return F.relu(short + self.conv1(self.conv0(x)))
 
 
-def _same_max_pool(kernel: int, pads) -> nn.MaxPool2d:
+def _same_max_pool(p: SamePool) -> nn.MaxPool2d:
     """MindSpore's pad_mode='same' max-pool without a Pad node: its (before, after) pads differ by at most
     one, and `ceil_mode` lets the last window hang over the end, which is the extra `after` row/column."""
-    left, right, top, bottom = pads
-    assert right - left in (0, 1) and bottom - top in (0, 1), pads
-    return nn.MaxPool2d(kernel, 2, padding=(top, left), ceil_mode=True)
+    left, right, top, bottom = p.pads
+    assert right - left in (0, 1) and bottom - top in (0, 1), p.pads
+    return nn.MaxPool2d(p.kernel, p.stride, padding=(top, left), ceil_mode=True)
 
 
 class RecResNet(nn.Module):
-    def __init__(self, spec: BackboneSpec, height: int, width: int):
+    def __init__(self, p: BackbonePlan):
         super().__init__()
-        s0, s1, s2 = spec.stem_channels
-        self.conv1_1 = ConvNormLayer(spec.in_channels, s0, 3, act=True)
-        self.conv1_2 = ConvNormLayer(s0, s1, 3, act=True)
-        self.conv1_3 = ConvNormLayer(s1, s2, 3, act=True)
-        self.maxpool2d_1 = _same_max_pool(3, stem_pool_pads(height, width))
-        self.maxpool2d_2 = _same_max_pool(2, final_pool_pads(*spec.stages_output_size(height, width)))
-        blocks, cin = [], s2
-        for stage, (depth, cout) in enumerate(zip(spec.depths, spec.widths)):
-            for i in range(depth):
-                stride = spec.stage_stride(stage) if i == 0 else (1, 1)
-                blocks.append(BasicBlock(cin, cout, stride, shortcut=i > 0, is_first=stage == i == 0))
-                cin = cout
-        self.block_list = nn.Sequential(*blocks)
+        self.conv1_1, self.conv1_2, self.conv1_3 = (ConvNormLayer(c) for c in p.stem)
+        self.maxpool2d_1 = _same_max_pool(p.stem_pool)
+        self.maxpool2d_2 = _same_max_pool(p.final_pool)
+        self.block_list = nn.Sequential(*(BasicBlock(b) for b in p.blocks))
 
     def forward(self, x):
         y = self.maxpool2d_1(self.conv1_3(self.conv1_2(self.conv1_1(x))))
@@ -80,15 +76,15 @@ class RecResNet(nn.Module):
 class RNNEncoder(nn.Module):
     """[N, C, 1, W] -> [W, N, 2*hidden], time-major as MindOCR."""
 
-    def __init__(self, spec: NeckSpec, in_channels: int, seq_len: int):
+    def __init__(self, p: NeckPlan):
         super().__init__()
-        self.seq_encoder = nn.LSTM(in_channels, spec.hidden_size, spec.num_layers, bidirectional=True)
-        self.feature_shape = (-1, in_channels, seq_len)  # reshape, not squeeze(2): no If node in exports
-        self.use_lstm_kernel = True  # exporters switch to `lstm_cells` for runtimes whose LSTM is approximate
+        self.seq_encoder = nn.LSTM(p.in_channels, p.hidden_size, p.num_layers, bidirectional=True)
+        self.feature_shape = (-1, p.in_channels, p.seq_len)  # reshape, not squeeze(2): no If node in exports
+        self.lstm_kernel = p.lstm_kernel  # False (lite flavour): `lstm_cells`, for runtimes whose LSTM is approximate
 
     def forward(self, x):
         x = x.reshape(self.feature_shape).permute(2, 0, 1)
-        if not self.use_lstm_kernel:
+        if not self.lstm_kernel:
             return lstm_cells(self.seq_encoder, x, self.feature_shape[2])
         return self.seq_encoder(x)[0]
 
@@ -149,13 +145,13 @@ class GRUCell(nn.Module):
 
 
 class AttentionCell(nn.Module):
-    def __init__(self, input_size: int, hidden_size: int, num_classes: int):
+    def __init__(self, p: HeadPlan):
         super().__init__()
-        self.i2h = nn.Linear(input_size, hidden_size, bias=False)
-        self.h2h = nn.Linear(hidden_size, hidden_size)
-        self.score = nn.Linear(hidden_size, 1, bias=False)
-        self.rnn = GRUCell(input_size, num_classes, hidden_size)
-        self.input_size = input_size
+        self.i2h = nn.Linear(p.input_size, p.hidden_size, bias=False)
+        self.h2h = nn.Linear(p.hidden_size, p.hidden_size)
+        self.score = nn.Linear(p.hidden_size, 1, bias=False)
+        self.rnn = GRUCell(p.input_size, p.num_classes, p.hidden_size)
+        self.input_size = p.input_size
 
     def forward(self, prev_hidden, batch_h, batch_h_proj, prev_ids):
         e = self.score(torch.tanh(batch_h_proj + self.h2h(prev_hidden).unsqueeze(1)))  # [N, T, 1]
@@ -166,11 +162,11 @@ class AttentionCell(nn.Module):
 
 
 class AttentionHead(nn.Module):
-    def __init__(self, spec: HeadSpec, in_channels: int):
+    def __init__(self, p: HeadPlan):
         super().__init__()
-        self.attention_cell = AttentionCell(in_channels, spec.hidden_size, spec.num_classes)
-        self.generator = nn.Linear(spec.hidden_size, spec.num_classes)
-        self.spec = spec
+        self.attention_cell = AttentionCell(p)
+        self.generator = nn.Linear(p.hidden_size, p.num_classes)
+        self.num_steps = p.num_steps
 
     def forward(self, inputs, targets: Optional[torch.Tensor] = None):
         """Teacher-forced logits [N, steps, C] with targets; greedy softmax probabilities without."""
@@ -181,7 +177,7 @@ class AttentionHead(nn.Module):
         hidden = 0.0 * batch_h_proj[:, 0]
         ids = (0.0 * batch_h[:, 0, 0]).long() if targets is None else None
         outputs = []
-        for step in range(self.spec.num_steps):
+        for step in range(self.num_steps):
             prev = targets[:, step].long() if targets is not None else ids
             hidden = self.attention_cell(hidden, batch_h, batch_h_proj, prev)
             if targets is None:
@@ -195,51 +191,40 @@ class AttentionHead(nn.Module):
         return torch.softmax(torch.stack(outputs, 1), dim=2)
 
 
-def _conv3x3_block(cin: int, cout: int) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Conv2d(cin, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout, eps=BN_EPS, momentum=TORCH_BN_MOMENTUM),
-        nn.ReLU(),
-    )
-
-
 class STN(nn.Module):
     """Localisation net: predicts the source control points; indices match MindOCR's SequentialCell."""
 
-    def __init__(self, spec: TransformSpec, in_channels: int):
+    def __init__(self, p: TransformPlan):
         super().__init__()
-        layers, cin = [], in_channels
-        for i, cout in enumerate(spec.loc_channels):
-            if i:
-                layers.append(nn.MaxPool2d(2, 2))
-            layers.append(_conv3x3_block(cin, cout))
-            cin = cout
-        self.stn_convnet = nn.Sequential(*layers)
-        self.stn_fc1 = nn.Sequential(
-            nn.Linear(spec.loc_flat_features, spec.loc_fc_hidden),
-            nn.BatchNorm1d(spec.loc_fc_hidden, eps=BN_EPS, momentum=TORCH_BN_MOMENTUM), nn.ReLU(),
-        )
-        self.stn_fc2 = nn.Linear(spec.loc_fc_hidden, 2 * spec.num_control_points)
-        self.spec = spec
+        self.stn_convnet = nn.Sequential(*(
+            nn.MaxPool2d(layer.kernel, layer.kernel) if isinstance(layer, LocPool) else nn.Sequential(
+                nn.Conv2d(layer.cin, layer.cout, 3, 1, 1, bias=False), _batch_norm(layer.cout), nn.ReLU())
+            for layer in p.loc_layers))
+        self.stn_fc1 = nn.Sequential(nn.Linear(*p.fc1), _batch_norm(p.fc1[1], 1), nn.ReLU())
+        self.stn_fc2 = nn.Linear(*p.fc2)
+        self.sigmoid = p.sigmoid
+        self.num_points = p.num_points
 
     def forward(self, x):
         x = self.stn_convnet(x).flatten(1)
         x = self.stn_fc2(0.1 * self.stn_fc1(x))
-        if self.spec.stn_activation == "sigmoid":
+        if self.sigmoid:
             x = torch.sigmoid(x)
-        return x.reshape(-1, self.spec.num_control_points, 2)
+        return x.reshape(-1, self.num_points, 2)
 
 
-def bilinear_gather(image, grid, spec: TransformSpec, channels: int):
+def bilinear_gather(image, grid, p: TransformPlan):
     """`F.grid_sample(mode="bilinear")` from Floor, Clip and GatherElements, for runtimes without GridSample
     (MindSpore Lite 2.0). Sizes come from the spec and channels are broadcast, not expanded, so the
     exported graph holds no shape-derived ops."""
-    h, w = spec.tps_outputsize
+    h, w = p.outputsize
+    channels = p.channels
     x, y = grid[..., 0].reshape(-1, 1, h * w), grid[..., 1].reshape(-1, 1, h * w)
-    if spec.align_corners:
+    if p.align_corners:
         ix, iy = (x + 1) * 0.5 * (w - 1), (y + 1) * 0.5 * (h - 1)
     else:
         ix, iy = ((x + 1) * w - 1) * 0.5, ((y + 1) * h - 1) * 0.5
-    if spec.padding_mode == "border":
+    if p.padding_mode == "border":
         ix, iy = ix.clamp(0, w - 1), iy.clamp(0, h - 1)
     x0, y0 = torch.floor(ix), torch.floor(iy)
     flat = image.reshape(-1, channels, h * w)
@@ -256,40 +241,41 @@ def bilinear_gather(image, grid, spec: TransformSpec, channels: int):
 
 
 class STN_ON(nn.Module):  # noqa: N801 - MindOCR's name, which configs use
-    def __init__(self, spec: TransformSpec, in_channels: int):
+    def __init__(self, p: TransformPlan):
         super().__init__()
-        self.stn_head = STN(spec, in_channels)
-        self.register_buffer("grid_from_points", torch.from_numpy(tps_matrices(spec)["grid_from_points"]),
-                             persistent=False)
-        self.spec = spec
-        self.channels = in_channels
-        self.use_grid_sample = True  # exporters switch to `bilinear_gather` for runtimes without GridSample
+        self.stn_head = STN(p)
+        self.register_buffer("grid_from_points", torch.from_numpy(p.grid_from_points), persistent=False)
+        self.plan = p  # frozen sizes and modes; `p.grid_sample` False (lite flavour): `bilinear_gather`
 
     def forward(self, image):
-        s = self.spec
-        small = F.interpolate(image, size=tuple(s.tps_inputsize), mode="bilinear", align_corners=s.align_corners)
+        p = self.plan
+        small = F.interpolate(image, size=p.inputsize, mode="bilinear", align_corners=p.align_corners)
         points = self.stn_head(small)
-        h, w = s.tps_outputsize
+        h, w = p.outputsize
         grid = (self.grid_from_points @ points).reshape(-1, h, w, 2).clamp(0, 1) * 2.0 - 1.0
-        if not self.use_grid_sample:
-            return bilinear_gather(image, grid, s, self.channels)
-        return F.grid_sample(image, grid, mode="bilinear", padding_mode=s.padding_mode, align_corners=s.align_corners)
+        if not p.grid_sample:
+            return bilinear_gather(image, grid, p)
+        return F.grid_sample(image, grid, mode="bilinear", padding_mode=p.padding_mode, align_corners=p.align_corners)
 
 
 class RARE(nn.Module):
     def __init__(self, spec: ModelSpec):
         super().__init__()
         self.spec = spec
-        c = spec.input.channels
-        self.transform = STN_ON(spec.transform, c) if spec.transform is not None else None
-        self.backbone = RecResNet(spec.backbone, spec.input.height, spec.input.width)
-        self.neck = RNNEncoder(spec.neck, spec.backbone.out_channels, spec.sequence_length)
-        self.head = AttentionHead(spec.head, spec.neck.out_channels)
+        p = plan(spec)
+        self.transform = None if p.transform is None else STN_ON(p.transform)
+        self.backbone = RecResNet(p.backbone)
+        self.neck = RNNEncoder(p.neck)
+        self.head = AttentionHead(p.head)
 
     def forward(self, images, targets: Optional[torch.Tensor] = None):
         self.spec.check_input_shape(tuple(images.shape))
+        return self.head(self.encode(images), targets)
+
+    def encode(self, images):
+        """The encoder's output [W, N, 2*hidden], time-major: what the head attends over."""
         x = images if self.transform is None else self.transform(images)
-        return self.head(self.neck(self.backbone(x)), targets)
+        return self.neck(self.backbone(x))
 
 
 def canonical_names(net: nn.Module) -> Dict[str, str]:
@@ -317,7 +303,16 @@ def set_state(net: nn.Module, state: Dict[str, np.ndarray]) -> None:
             own[key].copy_(torch.from_numpy(np.ascontiguousarray(state[canon])))
 
 
-def attention_loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """MindOCR `AttentionLoss`: cross-entropy of step t against targets[:, t + 1], padding (0) ignored."""
-    labels = targets[:, 1:1 + logits.shape[1]].long()
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=0)
+def set_mode(net: nn.Module, train: bool) -> nn.Module:
+    return net.train(train)
+
+
+def infer(fn, *arrays: np.ndarray) -> np.ndarray:
+    """`fn` (a network or one of its layers) on numpy arrays, without gradients, as a numpy array."""
+    with torch.inference_mode():
+        return fn(*(torch.from_numpy(a) for a in arrays)).numpy()
+
+
+def pt_names(net: nn.Module) -> Dict[str, str]:
+    """{.pt key: MindOCR name}: a .pt file holds PyTorch's own state_dict keys."""
+    return canonical_names(net)

@@ -17,8 +17,7 @@ import numpy as np
 
 from ..charset import Charset
 from ..data.augment import AugmentSettings, augment
-from ..data.folder import FolderDataset
-from ..data.lmdb import LmdbDataset, find_lmdb_datasets
+from ..data.datasets import find_datasets, open_all
 from ..data.preprocess import preprocess_into
 from ..data.samples import DataError, SampleSource, SkipLog, decoded
 from ..labels import LabelStats, encode
@@ -32,14 +31,9 @@ AUGMENT_STREAM = 2
 
 def open_sources(settings: DataSettings) -> List[Tuple[str, SampleSource]]:
     """(name, dataset) for every LMDB under the data dirs (MindOCR's hierarchical LMDBDataset), or every
-    image folder + label file pair (RecDataset); a missing or empty location is an error naming it."""
-    if settings.kind == "folder":
-        return [(f"{d.name}/{f.name}", FolderDataset(d, f)) for d, f in zip(settings.dirs, settings.label_files)]
-    found = []
-    for root in settings.dirs:
-        base = root.resolve().parent
-        found += [(leaf.resolve().relative_to(base).as_posix(), LmdbDataset(leaf)) for leaf in find_lmdb_datasets(root)]
-    return found
+    image folder + label file pair (RecDataset), named as `rare eval` names them; a missing or empty
+    location is an error naming it."""
+    return open_all(find_datasets(settings.dirs, settings.label_files if settings.kind == "folder" else ()))
 
 
 class TrainSet:

@@ -5,12 +5,10 @@ in `Trainer.__init__`, before the first step. The loop itself only trains, valid
 """
 from __future__ import annotations
 
-import signal
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 from tqdm import tqdm
@@ -18,16 +16,14 @@ from tqdm import tqdm
 from ..config import RareConfig
 from ..labels import LabelStats
 from . import checkpoint as ckpt
-from .curves import STEP_FIELDS, CsvLog, epoch_fields, plot_curves
-from .data import BatchLoader, BatchPlan, TrainSet, open_sources
-from .distributed import Cluster, any_rank, average_statistics, gradient_reducer, start_cluster
+from .data import Batch, BatchLoader, BatchPlan, TrainSet, open_sources
+from .distributed import any_rank, average_statistics, gradient_reducer, start_cluster
 from .optim import build_loss_scaler, build_optimizer, lr_schedule
+from .runlog import EpochMeter, RunLog, RunRecords, epoch_record, opening_lines, step_row
 from .settings import TrainError, TrainSettings, read_settings
 from .step import NetworkWithLoss, TrainStep, compiled
+from .stopping import COMPLETED, INTERRUPTED, NONFINITE, STOPPED_BY_HOOK, TIME_LIMIT, StopRequest, final_message
 from .validate import Validator, load_eval_sets
-
-COMPLETED, INTERRUPTED, TIME_LIMIT, NONFINITE = "completed", "interrupted", "time_limit", "nonfinite"
-STOPPED_BY_HOOK = "stopped_by_hook"
 
 
 @dataclass(frozen=True)
@@ -53,62 +49,6 @@ class TrainResult:
     world_size: int
 
 
-class RunLog:
-    """Messages to the console (rank 0 only) and to output_dir/train.log; kept until the folder may be written."""
-
-    def __init__(self, cluster: Cluster, echo: Callable[[str], None]):
-        self.enabled = cluster.is_main
-        self.echo = echo
-        self.path: Optional[Path] = None
-        self.pending: List[str] = []
-
-    def attach(self, path: Path, append: bool) -> None:
-        if not self.enabled:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        with open(path, "a" if append else "w", encoding="utf-8") as f:
-            f.writelines(line + "\n" for line in self.pending)
-        self.pending = []
-
-    def __call__(self, message: str) -> None:
-        if not self.enabled:
-            return
-        self.echo(message)
-        stamped = time.strftime("%Y-%m-%d %H:%M:%S ") + message
-        if self.path is None:
-            self.pending.append(stamped)
-        else:
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(stamped + "\n")
-
-
-class StopRequest:
-    """Ctrl-C (SIGINT) or SIGTERM asks the loop to finish the current step, save and stop; a second one aborts."""
-
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
-
-    def __init__(self):
-        self.received: Optional[str] = None
-        self._previous = {}
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            for sig in self.SIGNALS:
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def __exit__(self, *exc):
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        return False
-
-    def _handle(self, signum, frame):
-        if self.received is not None:
-            raise KeyboardInterrupt
-        self.received = signal.Signals(signum).name
-
-
 def train(config: RareConfig, opts: Sequence[str] = (), *, resume: Optional[str] = None,
           weights: Optional[str] = None, force: bool = False, time_limit_s: Optional[float] = None,
           on_step: Optional[Callable[[StepInfo], Optional[bool]]] = None,
@@ -122,80 +62,52 @@ def train(config: RareConfig, opts: Sequence[str] = (), *, resume: Optional[str]
 
 
 class Trainer:
+    """Built, a run is checked and ready: data, output folder, network, optimizer and (resuming) its state.
+    `run()` then trains, validates and saves until the schedule ends or something stops it."""
+
     def __init__(self, config: RareConfig, settings: TrainSettings, resume: Optional[str] = None,
                  weights: Optional[str] = None, force: bool = False, time_limit_s: Optional[float] = None,
                  on_step: Optional[Callable[[StepInfo], Optional[bool]]] = None,
                  echo: Callable[[str], None] = tqdm.write):
-        import mindspore as ms
-
         self.config, self.settings, self.spec = config, settings, config.spec
         self.time_limit_s, self.on_step = time_limit_s, on_step
-        resume = resume or settings.resume
-        weights = weights or (str(settings.pretrained) if settings.pretrained else None)
+        resume, weights = self._resume_or_weights(resume, weights)
+        self._start_process(echo)
+        # The data is opened before the output folder is touched: a bad dataset path writes nothing.
+        self._open_data()
+        self.resume_path = self._resume_path(resume)
+        self._open_output(force)
+        self.loader = BatchLoader(self.trainset, self.plan, settings.train_data.input, self.spec.charset,
+                                  self.spec.head.batch_max_length, settings.train_data.lower, settings.num_workers,
+                                  settings.train_data.augmentation)
+        self._build_training(self._build_network(weights))
+        self.state = self._initial_state()
+        self.records = self._start_records()
+        self.last_validation: Optional[Dict] = None
+        self._run_started = 0.0  # time.monotonic() when run() began
+
+    # ------------------------------------------------------------------------------------------- setup
+
+    def _resume_or_weights(self, resume: Optional[str], weights: Optional[str]) -> Tuple[Optional[str], Optional[str]]:
+        """The arguments, else the config's model.resume and model.pretrained; not both."""
+        resume = resume or self.settings.resume
+        pretrained = self.settings.pretrained
+        weights = weights or (str(pretrained) if pretrained else None)
         if resume and weights:
             raise TrainError("--resume continues a run with its own weights; --weights (model.pretrained) starts a new "
                              "one from other weights: give one of them")
-        self.cluster, cluster_note = start_cluster(settings.distribute)
+        return resume, weights
+
+    def _start_process(self, echo: Callable[[str], None]) -> None:
+        """This process's place in the cluster (msrun), the run's log, the device, its AMP level and the seed."""
+        import mindspore as ms
+
+        self.cluster, cluster_note = start_cluster(self.settings.distribute)
         self.log = RunLog(self.cluster, echo)
         if cluster_note:
             self.log(f"note: {cluster_note}")
         self.amp_level = self._set_device(ms)
-        ms.set_seed(settings.seed)
-
-        # The data is opened before the output folder is touched: a bad dataset path writes nothing.
-        self.trainset = TrainSet(settings.train_data, settings.seed, self.spec.head.batch_max_length,
-                                 need_lengths=settings.curriculum is not None)
-        self.plan = BatchPlan(len(self.trainset), settings.batch_size, self.cluster, settings.seed,
-                              settings.train_data.shuffle, settings.curriculum, self.trainset.lengths,
-                              self.spec.head.batch_max_length)
-        self.validator = self._validator()
-
-        out = settings.output_dir
-        self.resume_path = self._resume_path(resume)
-        backup = ckpt.prepare_output_dir(out, self.resume_path is not None, force, self.cluster.is_main)
-        self.log.attach(out / "train.log", append=self.resume_path is not None)
-        if backup is not None:
-            self.log(f"--force: the earlier run's files were moved to {backup}")
-        self.loader = BatchLoader(self.trainset, self.plan, settings.train_data.input, self.spec.charset,
-                                  self.spec.head.batch_max_length, settings.train_data.lower, settings.num_workers,
-                                  settings.train_data.augmentation)
-
-        from ..api import build_model
-
-        self.network = build_model(self.spec, "mindspore", seed=settings.seed, train=True)
-        if weights:
-            for line in ckpt.load_pretrained(self.network, Path(weights)).lines():
-                self.log(line)
-        model = self.network
-        if self.amp_level != "O0":
-            self.network = ms.amp.auto_mixed_precision(self.network, self.amp_level)
-        # The auxiliary CTC loss and guided attention read the encoder, so they take the model itself: AMP casts
-        # its cells in place, and NetworkWithLoss casts the outputs to float32 as AMP's wrapper would.
-        reads_encoder = settings.aux_ctc_weight or settings.guided_attention_weight
-        net_with_loss = NetworkWithLoss(model if reads_encoder else self.network, settings.aux_ctc_weight,
-                                        settings.seed, settings.label_smoothing, settings.guided_attention_weight)
-        self.schedule = lr_schedule(settings.schedule, self.plan.steps_per_epoch)
-        self.optimizer = build_optimizer(net_with_loss.trainable_params(), settings.optimizer, self.schedule[0])
-        self.loss_scaler = build_loss_scaler(settings.loss_scale)
-        self.train_step = compiled(TrainStep(net_with_loss, self.optimizer, self.loss_scaler, settings.clip_norm,
-                                             gradient_reducer(self.cluster, self.optimizer.parameters)),
-                                   settings.graph_mode)
-        self.infer = compiled(self.network, settings.graph_mode)
-
-        self.state = ckpt.LoopState(seed=settings.seed, global_batch=self.plan.global_batch,
-                                    train_samples=len(self.trainset))
-        if self.resume_path is not None:
-            self.state = ckpt.load_training_state(self.resume_path, self.network, self.optimizer, self.loss_scaler,
-                                                  self.state)
-        self.step_log = CsvLog(out / "steps.csv", STEP_FIELDS)
-        self.epoch_log = CsvLog(out / "epochs.csv", epoch_fields(self.validator.names if self.validator else []))
-        if self.cluster.is_main:
-            keep = self.state.global_step if self.resume_path is not None else None
-            self.step_log.start(keep)
-            self.epoch_log.start(keep)
-        self.last_validation: Optional[Dict] = None
-
-    # ------------------------------------------------------------------------------------------- setup
+        ms.set_seed(self.settings.seed)
 
     def _set_device(self, ms) -> str:
         """The device (system.device_target, else MindSpore's default) and the AMP level it can run.
@@ -217,6 +129,25 @@ class Trainer:
             return "O1"
         return level
 
+    def _open_data(self) -> None:
+        """The training set and its batch order; the validation sets (checked on every rank)."""
+        s, max_len = self.settings, self.spec.head.batch_max_length
+        self.trainset = TrainSet(s.train_data, s.seed, max_len, need_lengths=s.curriculum is not None)
+        self.plan = BatchPlan(len(self.trainset), s.batch_size, self.cluster, s.seed, s.train_data.shuffle,
+                              s.curriculum, self.trainset.lengths, max_len)
+        self.validator = self._validator()
+
+    def _validator(self) -> Optional[Validator]:
+        data = self.settings.eval_data
+        if data is None:
+            return None
+        if not self.cluster.is_main:  # only rank 0 validates; the others only check the data is there
+            open_sources(data)
+            return None
+        sets = load_eval_sets(data)
+        return Validator(sets, self.spec, self.settings.eval_batch_size, self.settings.eval_lower,
+                         self.settings.metric_options)
+
     def _resume_path(self, resume: Optional[str]) -> Optional[Path]:
         if not resume:
             return None
@@ -227,182 +158,197 @@ class Trainer:
                              f"train_resume.ckpt of the run to continue")
         return path
 
-    def _validator(self) -> Optional[Validator]:
-        data = self.settings.eval_data
-        if data is None:
-            return None
-        if not self.cluster.is_main:  # only rank 0 validates; the others only check the data is there
-            open_sources(data)
-            return None
-        sets = load_eval_sets(data)
-        return Validator(sets, self.spec.input, self.spec.charset, self.settings.eval_batch_size,
-                         self.settings.eval_lower, self.settings.metric_options)
+    def _open_output(self, force: bool) -> None:
+        """The output folder, checked (or its earlier run moved aside with --force), and train.log in it."""
+        out, resuming = self.settings.output_dir, self.resume_path is not None
+        backup = ckpt.prepare_output_dir(out, resuming, force, self.cluster.is_main)
+        self.log.attach(out / "train.log", append=resuming)
+        if backup is not None:
+            self.log(f"--force: the earlier run's files were moved to {backup}")
+
+    def _build_network(self, weights: Optional[str]):
+        """The network (fine-tuned from `weights` if given), wrapped for AMP; returns the model unwrapped."""
+        import mindspore as ms
+        from ..api import build_model
+
+        self.network = build_model(self.spec, "mindspore", seed=self.settings.seed, train=True)
+        if weights:
+            for line in ckpt.load_pretrained(self.network, Path(weights)).lines():
+                self.log(line)
+        model = self.network
+        if self.amp_level != "O0":
+            self.network = ms.amp.auto_mixed_precision(self.network, self.amp_level)
+        return model
+
+    def _build_training(self, model) -> None:
+        """The loss, lr schedule, optimizer, loss scaler and the compiled training and inference steps."""
+        s = self.settings
+        # The auxiliary CTC loss and guided attention read the encoder, so they take the model itself: AMP casts
+        # its cells in place, and NetworkWithLoss casts the outputs to float32 as AMP's wrapper would.
+        reads_encoder = s.aux_ctc_weight or s.guided_attention_weight
+        net_with_loss = NetworkWithLoss(model if reads_encoder else self.network, s.aux_ctc_weight, s.seed,
+                                        s.label_smoothing, s.guided_attention_weight)
+        self.schedule = lr_schedule(s.schedule, self.plan.steps_per_epoch)
+        self.optimizer = build_optimizer(net_with_loss.trainable_params(), s.optimizer, self.schedule[0])
+        self.loss_scaler = build_loss_scaler(s.loss_scale)
+        self.train_step = compiled(TrainStep(net_with_loss, self.optimizer, self.loss_scaler, s.clip_norm,
+                                             gradient_reducer(self.cluster, self.optimizer.parameters)), s.graph_mode)
+        self.infer = compiled(self.network, s.graph_mode)
+
+    def _initial_state(self) -> ckpt.LoopState:
+        """A fresh loop state, or (resuming) the checkpoint's, with its weights, optimizer and loss scale loaded."""
+        state = ckpt.LoopState(seed=self.settings.seed, global_batch=self.plan.global_batch,
+                               train_samples=len(self.trainset))
+        if self.resume_path is None:
+            return state
+        return ckpt.load_training_state(self.resume_path, self.network, self.optimizer, self.loss_scaler, state)
+
+    def _start_records(self) -> RunRecords:
+        """steps.csv and epochs.csv (rank 0): new, or cut back to the step a resumed run continues from."""
+        records = RunRecords(self.settings.output_dir, self.validator.names if self.validator else [])
+        if self.cluster.is_main:
+            records.start(self.state.global_step if self.resume_path is not None else None)
+        return records
 
     def _describe(self) -> None:
-        s, plan = self.settings, self.plan
-        params = sum(int(np.prod(p.shape)) for p in self.network.trainable_params())
-        self.log(f"training {self.spec.name} ({params:,} trainable parameters) on "
-                 f"{len(self.trainset):,} samples from {len(self.trainset.names)} dataset(s), "
-                 f"batch {s.batch_size} x {self.cluster.size} process(es), {plan.steps_per_epoch} steps/epoch, "
-                 f"{s.schedule.num_epochs} epochs; {s.optimizer.name} {s.schedule.name} lr {s.schedule.lr}, "
-                 f"clip {s.clip_norm or 'off'}, loss scale {s.loss_scale.kind} {s.loss_scale.loss_scale:g}, "
-                 f"amp {self.amp_level}, {'graph' if s.graph_mode else 'pynative'} mode")
-        if self.trainset.too_long_filtered:
-            self.log(f"train.dataset.filter_max_len: {self.trainset.too_long_filtered} samples with labels longer "
-                     f"than {self.spec.head.batch_max_length} characters left out")
-        if self.validator:
-            sizes = ", ".join(f"{e.name} ({len(e.images)})" for e in self.validator.sets)
-            self.log(f"validating on {sizes}")
-            for eval_set in self.validator.sets:
-                if eval_set.skipped.total:
-                    self.log(f"validation {eval_set.name}: {eval_set.skipped.summary()}")
-        if s.aux_ctc_weight:
-            self.log(f"auxiliary CTC loss on the encoder, weight {s.aux_ctc_weight:g} (training only; the logged loss "
-                     f"is the attention loss)")
-        if s.attention_warmup_steps:
-            self.log(f"the first {s.attention_warmup_steps} steps train through the auxiliary CTC loss alone "
-                     f"(train.attention_warmup_steps)")
-        if s.guided_attention_weight:
-            self.log(f"guided attention: a left-to-right attention prior, weight {s.guided_attention_weight:g} "
-                     f"(training only)")
-        if s.label_smoothing:
-            self.log(f"label smoothing {s.label_smoothing:g} in the objective (the logged loss is not smoothed)")
-        augmentation = s.train_data.augmentation
-        if augmentation is not None:
-            self.log(f"augmentation: SVTRRecAug (aug_type {augmentation.aug_type}; geometry {augmentation.geometry_p:g}, "
-                     f"deterioration {augmentation.deterioration_p:g}, colour jitter {augmentation.colorjitter_p:g})")
-        if s.curriculum:
-            self.log(f"curriculum: labels up to {s.curriculum.start_max_len} characters at first, all lengths after "
-                     f"{plan.curriculum_steps} steps")
-        if self.resume_path is not None:
-            self.log(f"resuming from {self.resume_path}: epoch {self.state.epoch + 1}, step "
-                     f"{self.state.step_in_epoch} of {plan.steps_per_epoch} (global step {self.state.global_step})")
+        """The run's first lines: what trains on what and how, the options on, and where a resumed run goes on."""
+        for line in opening_lines(self):
+            self.log(line)
 
     # -------------------------------------------------------------------------------------------- loop
 
     def run(self) -> TrainResult:
-        import mindspore as ms
-
-        s, state = self.settings, self.state
-        started = time.monotonic()
-        stop_reason = COMPLETED
-        images_done, train_seconds = 0, 0.0
+        self._run_started = time.monotonic()
+        reason, images_done, train_seconds = COMPLETED, 0, 0.0
         with StopRequest() as stop:
             self._describe()  # once Ctrl-C is caught: from this line on it saves instead of aborting
-            while state.epoch < s.schedule.num_epochs and stop_reason == COMPLETED:
-                epoch_started, epoch_images = time.monotonic(), 0
-                label_stats = LabelStats(self.spec.head.batch_max_length)
-                losses, interval_losses, interval_images, interval_started = [], [], 0, time.monotonic()
-                self.network.set_train(True)
-                progress = tqdm(total=self.plan.steps_per_epoch, initial=state.step_in_epoch, unit="step",
-                                desc=f"epoch {state.epoch + 1}/{s.schedule.num_epochs}", leave=False,
-                                disable=True if not self.cluster.is_main else None, dynamic_ncols=True)
-                batches = self.loader.batches(state.epoch, state.step_in_epoch)
-                try:
-                    for step, batch in batches:
-                        lr = float(self.schedule[state.global_step])
-                        attention = 0.0 if state.global_step < s.attention_warmup_steps else 1.0
-                        loss, finite = self.train_step(ms.Tensor(batch.images), ms.Tensor(batch.targets),
-                                                       ms.Tensor(np.float32(lr)), ms.Tensor(np.float32(attention)))
-                        loss, finite = float(loss.asnumpy()), bool(finite.asnumpy())
-                        state.step_in_epoch, state.global_step = step + 1, state.global_step + 1
-                        if finite:
-                            state.consecutive_nonfinite = 0
-                            losses.append(loss)
-                            interval_losses.append(loss)
-                        else:
-                            state.nonfinite_steps += 1
-                            state.consecutive_nonfinite += 1
-                        self._merge_label_stats(label_stats, batch.labels)
-                        epoch_images += len(batch.images) * self.cluster.size
-                        interval_images += len(batch.images) * self.cluster.size
-                        recent_loss = np.mean(interval_losses) if interval_losses else float("nan")
-                        speed = epoch_images / max(time.monotonic() - epoch_started, 1e-9)
-                        progress.set_postfix(loss=f"{recent_loss:.4f}", lr=f"{lr:.2e}", img_s=f"{speed:.1f}",
-                                             refresh=False)
-                        progress.update()
-                        if state.global_step % s.log_interval == 0:
-                            self._log_steps(interval_losses, lr, interval_images, time.monotonic() - interval_started,
-                                            time.monotonic() - started)
-                            interval_losses, interval_images, interval_started = [], 0, time.monotonic()
-                        if self.on_step is not None and self.on_step(
-                                StepInfo(state.epoch, state.step_in_epoch, state.global_step, loss, finite, lr)):
-                            stop_reason = STOPPED_BY_HOOK
-                            break
-                        ends_epoch = state.step_in_epoch == self.plan.steps_per_epoch  # _end_epoch saves then
-                        if s.resume_save_interval and state.global_step % s.resume_save_interval == 0 and not ends_epoch:
-                            self._save_resumable()
-                        if state.consecutive_nonfinite >= s.max_consecutive_nonfinite:
-                            stop_reason = NONFINITE
-                            break
-                        timed_out = self.time_limit_s is not None and time.monotonic() - started >= self.time_limit_s
-                        if any_rank(self.cluster, stop.received is not None or timed_out):
-                            stop_reason = INTERRUPTED if stop.received is not None else TIME_LIMIT
-                            break
-                finally:
-                    batches.close()
-                    progress.close()
-                epoch_seconds = time.monotonic() - epoch_started
-                images_done += epoch_images
-                train_seconds += epoch_seconds
-                if stop_reason == COMPLETED:
-                    self._end_epoch(losses, epoch_images, epoch_seconds, label_stats)
-            self._save_on_stop(stop_reason)
-        images_per_second = images_done / train_seconds if train_seconds else 0.0
-        message = self._final_message(stop_reason, stop.received)
+            while self.state.epoch < self.settings.schedule.num_epochs and reason == COMPLETED:
+                reason, images, seconds = self._train_epoch(stop)
+                images_done, train_seconds = images_done + images, train_seconds + seconds
+            self._save_on_stop(reason)
+        message = final_message(reason, stop.received, self.state, self.settings.output_dir)
         self.log(message)
-        return TrainResult(self.settings.output_dir, stop_reason, message, state, self.last_validation,
-                           images_per_second, self.cluster.size)
+        return TrainResult(self.settings.output_dir, reason, message, self.state, self.last_validation,
+                           images_done / train_seconds if train_seconds else 0.0, self.cluster.size)
 
-    @staticmethod
-    def _merge_label_stats(total: LabelStats, batch: LabelStats) -> None:
-        total.total += batch.total
-        total.counts.update(batch.counts)
+    def _train_epoch(self, stop: StopRequest) -> Tuple[str, int, float]:
+        """The rest of the current epoch, then (completed) its end; returns why it ended, its images and seconds."""
+        meter = EpochMeter(LabelStats(self.spec.head.batch_max_length), self.cluster.size)
+        self.network.set_train(True)
+        progress = tqdm(total=self.plan.steps_per_epoch, initial=self.state.step_in_epoch, unit="step",
+                        desc=f"epoch {self.state.epoch + 1}/{self.settings.schedule.num_epochs}", leave=False,
+                        disable=True if not self.cluster.is_main else None, dynamic_ncols=True)
+        batches = self.loader.batches(self.state.epoch, self.state.step_in_epoch)
+        try:
+            reason = self._train_steps(batches, meter, progress, stop)
+        finally:
+            batches.close()
+            progress.close()
+        seconds = meter.seconds()
+        if reason == COMPLETED:
+            self._end_epoch(meter, seconds)
+        return reason, meter.images, seconds
+
+    def _train_steps(self, batches: Iterator[Tuple[int, Batch]], meter: EpochMeter, progress: tqdm,
+                     stop: StopRequest) -> str:
+        for step, batch in batches:
+            loss, finite, lr = self._step(step, batch)
+            meter.add(loss, finite, len(batch.images), batch.labels)
+            self._report_step(meter, progress, lr)
+            reason = self._stop_reason(StepInfo(self.state.epoch, self.state.step_in_epoch, self.state.global_step,
+                                                loss, finite, lr), stop)
+            if reason is not None:
+                return reason
+        return COMPLETED
+
+    def _step(self, step: int, batch: Batch) -> Tuple[float, bool, float]:
+        """One training step (a non-finite one leaves the weights as they were), counted in the loop state;
+        returns its loss, whether it was finite, and its lr."""
+        import mindspore as ms
+
+        state = self.state
+        lr = float(self.schedule[state.global_step])
+        attention = 0.0 if state.global_step < self.settings.attention_warmup_steps else 1.0
+        loss, finite = self.train_step(ms.Tensor(batch.images), ms.Tensor(batch.targets),
+                                       ms.Tensor(np.float32(lr)), ms.Tensor(np.float32(attention)))
+        loss, finite = float(loss.asnumpy()), bool(finite.asnumpy())
+        state.step_in_epoch, state.global_step = step + 1, state.global_step + 1
+        if finite:
+            state.consecutive_nonfinite = 0
+        else:
+            state.nonfinite_steps += 1
+            state.consecutive_nonfinite += 1
+        return loss, finite, lr
+
+    def _report_step(self, meter: EpochMeter, progress: tqdm, lr: float) -> None:
+        """The progress bar, and every log_interval steps a steps.csv row."""
+        progress.set_postfix(loss=f"{meter.recent_loss():.4f}", lr=f"{lr:.2e}",
+                             img_s=f"{meter.images_per_second():.1f}", refresh=False)
+        progress.update()
+        if self.state.global_step % self.settings.log_interval == 0:
+            self._log_steps(meter.interval_losses, lr, meter.interval_images,
+                            time.monotonic() - meter.interval_started, time.monotonic() - self._run_started)
+            meter.new_interval()
+
+    def _stop_reason(self, info: StepInfo, stop: StopRequest) -> Optional[str]:
+        """After a step: train_resume.ckpt when due, then why the run stops here (None: it goes on). Every rank
+        asks the others (any_rank) after each step, so they all stop at the same one."""
+        s, state = self.settings, self.state
+        if self.on_step is not None and self.on_step(info):
+            return STOPPED_BY_HOOK
+        ends_epoch = state.step_in_epoch == self.plan.steps_per_epoch  # _end_epoch saves then
+        if s.resume_save_interval and state.global_step % s.resume_save_interval == 0 and not ends_epoch:
+            self._save_resumable()
+        if state.consecutive_nonfinite >= s.max_consecutive_nonfinite:
+            return NONFINITE
+        timed_out = self.time_limit_s is not None and time.monotonic() - self._run_started >= self.time_limit_s
+        if any_rank(self.cluster, stop.received is not None or timed_out):
+            return INTERRUPTED if stop.received is not None else TIME_LIMIT
+        return None
 
     def _log_steps(self, losses: List[float], lr: float, images: int, seconds: float, elapsed: float) -> None:
         if not self.cluster.is_main:
             return
-        self.step_log.append({
-            "global_step": self.state.global_step, "epoch": self.state.epoch + 1,
-            "loss": float(np.mean(losses)) if losses else None, "lr": lr,
-            "loss_scale": float(self.loss_scaler.scale_value.asnumpy()), "nonfinite_steps": self.state.nonfinite_steps,
-            "images_per_second": images / seconds if seconds > 0 else None, "elapsed_s": elapsed,
-        })
+        loss_scale = float(self.loss_scaler.scale_value.asnumpy())
+        self.records.steps.append(step_row(self.state, losses, lr, loss_scale, images, seconds, elapsed))
 
-    def _end_epoch(self, losses: List[float], images: int, seconds: float, label_stats: LabelStats) -> None:
-        state, s = self.state, self.settings
+    # ------------------------------------------------------------------------------- epoch end and stop
+
+    def _end_epoch(self, meter: EpochMeter, seconds: float) -> None:
+        """Batch-norm statistics averaged over the ranks, validation when due; then (rank 0) the checkpoints,
+        the epochs.csv row, the epoch's log lines and curves.png."""
+        state = self.state
         epoch_number = state.epoch + 1
         average_statistics(self.cluster, self.network)
-        validation = None
-        if self.validator and epoch_number >= s.val_start_epoch and (epoch_number - s.val_start_epoch) % s.val_interval == 0:
-            validation = self._validate()
+        validation = self._validate() if self._validation_due(epoch_number) else None
         state.epoch, state.step_in_epoch = epoch_number, 0
         if not self.cluster.is_main:
             return
-        out = s.output_dir
+        improved = self._save_epoch(validation)
+        row, summary = epoch_record(state, self.settings.schedule.num_epochs, meter.losses,
+                                    float(self.schedule[state.global_step - 1]), meter.images, seconds, validation,
+                                    improved)
+        self.records.epochs.append(row)
+        self.log(summary)
+        for warning in meter.label_stats.warnings():
+            self.log(f"labels: {warning}")
+        self.records.plot()
+
+    def _validation_due(self, epoch_number: int) -> bool:
+        s = self.settings
+        return bool(self.validator) and epoch_number >= s.val_start_epoch \
+            and (epoch_number - s.val_start_epoch) % s.val_interval == 0
+
+    def _save_epoch(self, validation: Optional[Dict]) -> bool:
+        """last.ckpt, best.ckpt when validation improved (returns whether it did), train_resume.ckpt."""
+        state, out = self.state, self.settings.output_dir
         ckpt.save_weights_only(self.network, out / ckpt.LAST_NAME)
         improved = validation is not None and validation["acc"] > state.best_acc
         if improved:
-            state.best_acc, state.best_epoch = validation["acc"], epoch_number
+            state.best_acc, state.best_epoch = validation["acc"], state.epoch
             ckpt.save_weights_only(self.network, out / ckpt.BEST_NAME)
         ckpt.save_training_state(out / ckpt.RESUME_NAME, self.network, self.optimizer, self.loss_scaler, state)
-        row = {"epoch": epoch_number, "global_step": state.global_step,
-               "loss": float(np.mean(losses)) if losses else None,
-               "lr": float(self.schedule[state.global_step - 1]), "nonfinite_steps": state.nonfinite_steps,
-               "images_per_second": images / seconds if seconds > 0 else None, "epoch_seconds": seconds}
-        summary = (f"epoch {epoch_number}/{s.schedule.num_epochs}: loss {row['loss'] or float('nan'):.4f}, "
-                   f"{row['images_per_second'] or 0:.1f} img/s, {state.nonfinite_steps} non-finite steps skipped")
-        if validation is not None:
-            row.update(val_acc=validation["acc"], val_norm_edit_distance=validation["norm_edit_distance"])
-            for name, result in validation["datasets"].items():
-                row[f"acc:{name}"], row[f"ned:{name}"] = result["acc"], result["norm_edit_distance"]
-            summary += (f"; val acc {validation['acc']:.4f}, NED {validation['norm_edit_distance']:.4f}"
-                        f"{' (best, saved best.ckpt)' if improved else f' (best {state.best_acc:.4f})'}")
-        self.epoch_log.append(row)
-        self.log(summary)
-        for warning in label_stats.warnings():
-            self.log(f"labels: {warning}")
-        plot_curves(self.step_log.read(), self.epoch_log.read(), out / "curves.png")
+        return improved
 
     def _validate(self) -> Dict:
         import mindspore as ms
@@ -420,7 +366,7 @@ class Trainer:
             return
         self._save_resumable()
         if self.cluster.is_main:
-            plot_curves(self.step_log.read(), self.epoch_log.read(), self.settings.output_dir / "curves.png")
+            self.records.plot()
 
     def _save_resumable(self) -> None:
         """last.ckpt and train_resume.ckpt as of this step. Every rank calls it: the batch-norm statistics are
@@ -431,22 +377,3 @@ class Trainer:
         out = self.settings.output_dir
         ckpt.save_weights_only(self.network, out / ckpt.LAST_NAME)
         ckpt.save_training_state(out / ckpt.RESUME_NAME, self.network, self.optimizer, self.loss_scaler, self.state)
-
-    def _final_message(self, reason: str, signal_name: Optional[str]) -> str:
-        state, out = self.state, self.settings.output_dir
-        where = f"epoch {state.epoch + 1}, step {state.step_in_epoch} (global step {state.global_step})"
-        resume = f"continue with --resume auto (reads {out / ckpt.RESUME_NAME})"
-        if reason == COMPLETED:
-            best = f"; best val acc {state.best_acc:.4f} at epoch {state.best_epoch} ({out / ckpt.BEST_NAME})" \
-                if state.best_epoch else ""
-            return f"finished {state.epoch} epochs, {state.global_step} steps{best}; last weights {out / ckpt.LAST_NAME}"
-        saved = f"saved {out / ckpt.RESUME_NAME} and the weights as of now in {out / ckpt.LAST_NAME}"
-        if reason == INTERRUPTED:
-            return f"stopped by {signal_name or 'another rank'} at {where}; {saved}; {resume}"
-        if reason == TIME_LIMIT:
-            return f"time limit reached at {where}; {saved}; {resume}"
-        if reason == STOPPED_BY_HOOK:
-            return f"stopped by the caller's on_step hook at {where}; {saved}; {resume}"
-        return (f"stopped: {state.consecutive_nonfinite} consecutive steps had non-finite gradients (NaN/inf loss) at "
-                f"{where}; the weights are those of the last finite step, saved in {out / ckpt.RESUME_NAME}. Lower "
-                f"scheduler.lr, turn on train.clip_grad, or check the data, then {resume}")

@@ -14,7 +14,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import Parameter, ParameterTuple, Tensor, amp, nn, ops
 
-from ..nets.ms_rare import AttentionLoss
+from .losses import AttentionLoss
 
 AUX_CTC_PREFIX = "aux_ctc."
 

@@ -2,7 +2,7 @@
 CPython 3.7 interpreter that has it (`mindspore-lite` 2.0.0 on PyPI is built for 3.7 only).
 
 The interpreter is `$RARE_MSLITE_PYTHON`, else `.mslite37/bin/python` in the project, which
-`python -m runtimes.mslite_bridge setup` (or `rare mslite-setup`) provisions from a 3.7 it finds
+`python -m rare_portable.mslite_bridge setup` (or `rare mslite-setup`) provisions from a 3.7 it finds
 (pyenv's `~/.pyenv/versions/3.7.*`, or `python3.7` on PATH).
 """
 from __future__ import annotations
@@ -20,16 +20,15 @@ from typing import Optional
 
 import numpy as np
 
-from rare_portable.nets import BackendUnavailable
-
 from . import mslite_worker
-from rare_portable.errors import UserError
+from .errors import UserError
+from .nets import BackendUnavailable
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_VENV = PROJECT_ROOT / ".mslite37"
 LITE_REQUIREMENTS = ["mindspore-lite==2.0.0", "numpy<1.22"]
 SETUP_HINT = ("MindSpore Lite needs a CPython 3.7 interpreter with mindspore-lite 2.0.0: run "
-              "`python -m runtimes.mslite_bridge setup`, or set RARE_MSLITE_PYTHON to such an interpreter")
+              "`python -m rare_portable.mslite_bridge setup`, or set RARE_MSLITE_PYTHON to such an interpreter")
 
 
 class LiteUnavailable(BackendUnavailable):
@@ -153,7 +152,7 @@ def setup(venv: Path = DEFAULT_VENV) -> Path:
 if __name__ == "__main__":
     args = sys.argv[1:]
     if args not in (["setup"], ["setup", "--optional"]):
-        sys.exit("usage: python -m runtimes.mslite_bridge setup [--optional]")
+        sys.exit("usage: python -m rare_portable.mslite_bridge setup [--optional]")
     try:
         print(f"MindSpore Lite interpreter: {setup()}")
     except (LiteUnavailable, subprocess.CalledProcessError) as e:
