@@ -67,6 +67,15 @@ Versions = Callable[[str], Optional[str]]
 Probe = Callable[..., Tuple[bool, str]]  # (code, python=this interpreter) -> (ok, said)
 
 
+def probe_import(status: BackendStatus, run: Probe, code: str, package: str) -> Tuple[bool, str]:
+    """Run `code` in a child interpreter; an import that fails there is an error with the pinned install."""
+    ok, said = run(code)
+    if not ok:
+        status.problems.append(Problem(ERROR, f"import {package} failed: {said}",
+                                       f"pip install -c constraints.txt {package}"))
+    return ok, said
+
+
 def check_mindspore(versions: Versions, run: Probe) -> BackendStatus:
     status = BackendStatus("mindspore")
     version, numpy = versions("mindspore"), versions("numpy")
@@ -87,10 +96,7 @@ def check_mindspore(versions: Versions, run: Probe) -> BackendStatus:
                                        "checkpoint protobuf modules need the pure-Python backend",
                                        "unset it (rare sets it to python when imported first)"))
     if status.can_run:
-        ok, said = run("import rare_portable, mindspore; print(mindspore.__version__)")
-        if not ok:
-            status.problems.append(Problem(ERROR, f"import mindspore failed: {said}",
-                                           "pip install -c constraints.txt mindspore"))
+        probe_import(status, run, "import rare_portable, mindspore; print(mindspore.__version__)", "mindspore")
     return status
 
 
@@ -101,10 +107,9 @@ def check_torch(versions: Versions, run: Probe) -> BackendStatus:
         status.problems.append(Problem(ERROR, "PyTorch is not installed", "pip install -c constraints.txt torch "
                                        "(the CPU wheel; any other spec may download a CUDA build)"))
         return status
-    ok, said = run("import torch; print('cuda' if torch.cuda.is_available() else 'cpu only')")
+    ok, said = probe_import(status, run, "import torch; print('cuda' if torch.cuda.is_available() else 'cpu only')",
+                            "torch")
     status.detail = f"torch {version}, {said if ok else 'not loadable'}"
-    if not ok:
-        status.problems.append(Problem(ERROR, f"import torch failed: {said}", "pip install -c constraints.txt torch"))
     return status
 
 
@@ -118,11 +123,9 @@ def check_onnxruntime(versions: Versions, run: Probe) -> BackendStatus:
                                            f"pip install -c constraints.txt {package}"))
     if status.problems:
         return status
-    ok, said = run("import onnxruntime as o; print(','.join(o.get_available_providers()))")
+    ok, said = probe_import(status, run, "import onnxruntime as o; print(','.join(o.get_available_providers()))",
+                            "onnxruntime")
     status.detail = f"onnxruntime {version} (providers: {said if ok else '?'}), onnx {onnx}"
-    if not ok:
-        status.problems.append(Problem(ERROR, f"import onnxruntime failed: {said}",
-                                       "pip install -c constraints.txt onnxruntime"))
     return status
 
 
@@ -134,10 +137,9 @@ def check_openvino(versions: Versions, run: Probe) -> BackendStatus:
         status.problems.append(Problem(ERROR, "OpenVINO is not installed",
                                        "pip install -c constraints.txt 'rare-portable[openvino]'"))
         return status
-    ok, said = run("import openvino as o; print(','.join(o.Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES')))")
+    ok, said = probe_import(status, run, "import openvino as o; "
+                            "print(','.join(o.Core().get_property('CPU', 'OPTIMIZATION_CAPABILITIES')))", "openvino")
     if not ok:
-        status.problems.append(Problem(ERROR, f"import openvino failed: {said}",
-                                       "pip install -c constraints.txt openvino"))
         return status
     if "BF16" in said.split(","):
         status.detail = (f"openvino {version}, CPU plugin with bf16 units (openvino-bf16 runs in bf16; OpenVINO "
