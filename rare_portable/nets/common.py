@@ -1,7 +1,8 @@
 """Framework-free pieces both builders share: the architecture plan (`plan`: every layer's channels, kernel,
 stride and pads, and the export flavour), padding arithmetic, TPS matrices, the parameter-name table.
 
-The plan is where decisions are made; `torch_rare.py` and `ms_rare.py` only turn its entries into layers.
+The plan is where decisions are made; `torch_rare.py` and `ms_rare.py` only turn its entries into layers
+(`layers.py` holds those layers whose make-up both frameworks share).
 """
 from __future__ import annotations
 

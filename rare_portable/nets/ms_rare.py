@@ -12,45 +12,31 @@ import numpy as np
 import mindspore as ms
 from mindspore import Parameter, Tensor, nn, ops
 
-from ..spec import ModelSpec
-from .common import (BN_EPS, MS_BN_MOMENTUM, BackbonePlan, Block, ConvNorm, HeadPlan, LocPool, NeckPlan, SamePool,
-                     TransformPlan, gru_combine, plan)
+from . import layers
+from .common import (BN_EPS, MS_BN_MOMENTUM, BackbonePlan, ConvNorm, LocPool, NeckPlan, SamePool, TransformPlan,
+                     gru_combine)
 
 
-def _batch_norm(channels: int, dims: int = 2) -> nn.Cell:
+# The kit of `layers.py`, whose layers build through this module (`layers.Shared.kit`): `relu`, `batch_norm`,
+# `conv`, `dense` (by the attention cell), `nn`, and the layer classes they nest.
+relu = ops.relu
+
+
+def batch_norm(channels: int, dims: int = 2) -> nn.Cell:
     cls = nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d
     return cls(channels, eps=BN_EPS, momentum=MS_BN_MOMENTUM)
 
 
-class ConvNormLayer(nn.Cell):
-    """conv (no bias) + BN (+ ReLU), optionally after a strided average pool ("ResNet-D"): `common.ConvNorm`."""
-
-    def __init__(self, p: ConvNorm):
-        super().__init__()
-        self.pool = None if p.avg_pool is None else nn.AvgPool2d(p.avg_pool, p.avg_pool)
-        self.conv = nn.Conv2d(p.cin, p.cout, p.kernel, p.stride, pad_mode="pad", padding=p.padding, has_bias=False)
-        self.norm = _batch_norm(p.cout)
-        self.act = p.act
-
-    def construct(self, x):
-        if self.pool is not None:
-            x = self.pool(x)
-        y = self.norm(self.conv(x))
-        if self.act:
-            y = ops.relu(y)
-        return y
+def conv(p: ConvNorm) -> nn.Conv2d:
+    return nn.Conv2d(p.cin, p.cout, p.kernel, p.stride, pad_mode="pad", padding=p.padding, has_bias=False)
 
 
-class BasicBlock(nn.Cell):
-    def __init__(self, p: Block):
-        super().__init__()
-        self.conv0 = ConvNormLayer(p.conv0)
-        self.conv1 = ConvNormLayer(p.conv1)
-        self.short = None if p.short is None else ConvNormLayer(p.short)
+class ConvNormLayer(layers.ConvNormLayer, nn.Cell):
+    pass
 
-    def construct(self, x):
-        short = x if self.short is None else self.short(x)
-        return ops.relu(short + self.conv1(self.conv0(x)))
+
+class BasicBlock(layers.BasicBlock, nn.Cell):
+    pass
 
 
 def _same_max_pool(p: SamePool) -> nn.MaxPool2d:
@@ -143,15 +129,11 @@ class GRUCell(nn.Cell):
         return gru_combine(gi, gh, hidden, self.hidden_size, ops.sigmoid, accurate_tanh)
 
 
-class AttentionCell(nn.Cell):
-    def __init__(self, p: HeadPlan):
-        super().__init__()
-        self.i2h = nn.Dense(p.input_size, p.hidden_size, has_bias=False)
-        self.h2h = nn.Dense(p.hidden_size, p.hidden_size)
-        self.score = nn.Dense(p.hidden_size, 1, has_bias=False)
-        self.rnn = GRUCell(p.input_size, p.num_classes, p.hidden_size)
-        self.input_size = p.input_size
+def dense(cin: int, cout: int, bias: bool = True) -> nn.Dense:
+    return nn.Dense(cin, cout, has_bias=bias)
 
+
+class AttentionCell(layers.AttentionCell, nn.Cell):
     def construct(self, prev_hidden, batch_h, batch_h_proj, prev_ids):
         return self.step(prev_hidden, batch_h, batch_h_proj, prev_ids)[0]
 
@@ -163,13 +145,7 @@ class AttentionCell(nn.Cell):
         return self.rnn(context, prev_ids, prev_hidden), alpha
 
 
-class AttentionHead(nn.Cell):
-    def __init__(self, p: HeadPlan):
-        super().__init__()
-        self.attention_cell = AttentionCell(p)
-        self.generator = nn.Dense(p.hidden_size, p.num_classes)
-        self.num_steps = p.num_steps
-
+class AttentionHead(layers.AttentionHead, nn.Cell):
     def construct(self, inputs, targets=None):
         """Teacher-forced logits [N, steps, C] with targets; greedy softmax probabilities without."""
         if targets is not None:
@@ -213,9 +189,9 @@ class STN(nn.Cell):
         self.stn_convnet = nn.SequentialCell([
             nn.MaxPool2d(layer.kernel, layer.kernel) if isinstance(layer, LocPool) else nn.SequentialCell(
                 nn.Conv2d(layer.cin, layer.cout, 3, 1, pad_mode="pad", padding=1, has_bias=False),
-                _batch_norm(layer.cout), nn.ReLU())
+                batch_norm(layer.cout), nn.ReLU())
             for layer in p.loc_layers])
-        self.stn_fc1 = nn.SequentialCell(nn.Dense(*p.fc1), _batch_norm(p.fc1[1], 1), nn.ReLU())
+        self.stn_fc1 = nn.SequentialCell(nn.Dense(*p.fc1), batch_norm(p.fc1[1], 1), nn.ReLU())
         self.stn_fc2 = nn.Dense(*p.fc2)
         self.sigmoid = p.sigmoid
         self.num_points = p.num_points
@@ -253,27 +229,13 @@ class STN_ON(nn.Cell):  # noqa: N801 - MindOCR's name, which configs use
                                align_corners=self.align_corners)
 
 
-class RARE(nn.Cell):
-    def __init__(self, spec: ModelSpec):
-        super().__init__()
-        self.spec = spec
-        p = plan(spec)
-        self.transform = None if p.transform is None else STN_ON(p.transform)
-        self.backbone = RecResNet(p.backbone)
-        self.neck = RNNEncoder(p.neck)
-        self.head = AttentionHead(p.head)
-
+class RARE(layers.RARE, nn.Cell):
     def __call__(self, images, *targets):
         self.spec.check_input_shape(tuple(images.shape))
         return super().__call__(images, *targets)
 
     def construct(self, images, targets=None):
         return self.head(self.encode(images), targets)
-
-    def encode(self, images):
-        """The encoder's output [W, N, 2*hidden], time-major: what the head attends over."""
-        x = images if self.transform is None else self.transform(images)
-        return self.neck(self.backbone(x))
 
 
 def canonical_names(net: nn.Cell) -> Dict[str, str]:

@@ -13,43 +13,31 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..spec import ModelSpec
-from .common import (BN_EPS, TORCH_BN_MOMENTUM, TORCH_TO_CANONICAL_BN, BackbonePlan, Block, ConvNorm, HeadPlan,
-                     LocPool, NeckPlan, SamePool, TransformPlan, gru_combine, plan)
+from . import layers
+from .common import (BN_EPS, TORCH_BN_MOMENTUM, TORCH_TO_CANONICAL_BN, BackbonePlan, ConvNorm, LocPool, NeckPlan,
+                     SamePool, TransformPlan, gru_combine)
 
 
-def _batch_norm(channels: int, dims: int = 2) -> nn.Module:
+# The kit of `layers.py`, whose layers build through this module (`layers.Shared.kit`): `relu`, `batch_norm`,
+# `conv`, `dense` (by the attention cell), `nn`, and the layer classes they nest.
+relu = F.relu
+
+
+def batch_norm(channels: int, dims: int = 2) -> nn.Module:
     cls = nn.BatchNorm2d if dims == 2 else nn.BatchNorm1d
     return cls(channels, eps=BN_EPS, momentum=TORCH_BN_MOMENTUM)
 
 
-class ConvNormLayer(nn.Module):
-    """conv (no bias) + BN (+ ReLU), optionally after a strided average pool ("ResNet-D"): `common.ConvNorm`."""
-
-    def __init__(self, p: ConvNorm):
-        super().__init__()
-        self.pool = None if p.avg_pool is None else nn.AvgPool2d(p.avg_pool, p.avg_pool)
-        self.conv = nn.Conv2d(p.cin, p.cout, p.kernel, p.stride, p.padding, bias=False)
-        self.norm = _batch_norm(p.cout)
-        self.act = p.act
-
-    def forward(self, x):
-        if self.pool is not None:
-            x = self.pool(x)
-        y = self.norm(self.conv(x))
-        return F.relu(y) if self.act else y
+def conv(p: ConvNorm) -> nn.Conv2d:
+    return nn.Conv2d(p.cin, p.cout, p.kernel, p.stride, p.padding, bias=False)
 
 
-class BasicBlock(nn.Module):
-    def __init__(self, p: Block):
-        super().__init__()
-        self.conv0 = ConvNormLayer(p.conv0)
-        self.conv1 = ConvNormLayer(p.conv1)
-        self.short = None if p.short is None else ConvNormLayer(p.short)
+class ConvNormLayer(layers.ConvNormLayer, nn.Module):
+    pass
 
-    def forward(self, x):
-        short = x if self.short is None else self.short(x)
-        return F.relu(short + self.conv1(self.conv0(x)))
+
+class BasicBlock(layers.BasicBlock, nn.Module):
+    pass
 
 
 def _same_max_pool(p: SamePool) -> nn.MaxPool2d:
@@ -144,15 +132,11 @@ class GRUCell(nn.Module):
         return gru_combine(gi, gh, hidden, self.hidden_size, torch.sigmoid, torch.tanh)
 
 
-class AttentionCell(nn.Module):
-    def __init__(self, p: HeadPlan):
-        super().__init__()
-        self.i2h = nn.Linear(p.input_size, p.hidden_size, bias=False)
-        self.h2h = nn.Linear(p.hidden_size, p.hidden_size)
-        self.score = nn.Linear(p.hidden_size, 1, bias=False)
-        self.rnn = GRUCell(p.input_size, p.num_classes, p.hidden_size)
-        self.input_size = p.input_size
+def dense(cin: int, cout: int, bias: bool = True) -> nn.Linear:
+    return nn.Linear(cin, cout, bias=bias)
 
+
+class AttentionCell(layers.AttentionCell, nn.Module):
     def forward(self, prev_hidden, batch_h, batch_h_proj, prev_ids):
         e = self.score(torch.tanh(batch_h_proj + self.h2h(prev_hidden).unsqueeze(1)))  # [N, T, 1]
         alpha = torch.softmax(e, dim=1)
@@ -161,13 +145,7 @@ class AttentionCell(nn.Module):
         return self.rnn(context, prev_ids, prev_hidden)
 
 
-class AttentionHead(nn.Module):
-    def __init__(self, p: HeadPlan):
-        super().__init__()
-        self.attention_cell = AttentionCell(p)
-        self.generator = nn.Linear(p.hidden_size, p.num_classes)
-        self.num_steps = p.num_steps
-
+class AttentionHead(layers.AttentionHead, nn.Module):
     def forward(self, inputs, targets: Optional[torch.Tensor] = None):
         """Teacher-forced logits [N, steps, C] with targets; greedy softmax probabilities without."""
         batch_h = inputs.permute(1, 0, 2)
@@ -198,9 +176,9 @@ class STN(nn.Module):
         super().__init__()
         self.stn_convnet = nn.Sequential(*(
             nn.MaxPool2d(layer.kernel, layer.kernel) if isinstance(layer, LocPool) else nn.Sequential(
-                nn.Conv2d(layer.cin, layer.cout, 3, 1, 1, bias=False), _batch_norm(layer.cout), nn.ReLU())
+                nn.Conv2d(layer.cin, layer.cout, 3, 1, 1, bias=False), batch_norm(layer.cout), nn.ReLU())
             for layer in p.loc_layers))
-        self.stn_fc1 = nn.Sequential(nn.Linear(*p.fc1), _batch_norm(p.fc1[1], 1), nn.ReLU())
+        self.stn_fc1 = nn.Sequential(nn.Linear(*p.fc1), batch_norm(p.fc1[1], 1), nn.ReLU())
         self.stn_fc2 = nn.Linear(*p.fc2)
         self.sigmoid = p.sigmoid
         self.num_points = p.num_points
@@ -258,24 +236,10 @@ class STN_ON(nn.Module):  # noqa: N801 - MindOCR's name, which configs use
         return F.grid_sample(image, grid, mode="bilinear", padding_mode=p.padding_mode, align_corners=p.align_corners)
 
 
-class RARE(nn.Module):
-    def __init__(self, spec: ModelSpec):
-        super().__init__()
-        self.spec = spec
-        p = plan(spec)
-        self.transform = None if p.transform is None else STN_ON(p.transform)
-        self.backbone = RecResNet(p.backbone)
-        self.neck = RNNEncoder(p.neck)
-        self.head = AttentionHead(p.head)
-
+class RARE(layers.RARE, nn.Module):
     def forward(self, images, targets: Optional[torch.Tensor] = None):
         self.spec.check_input_shape(tuple(images.shape))
         return self.head(self.encode(images), targets)
-
-    def encode(self, images):
-        """The encoder's output [W, N, 2*hidden], time-major: what the head attends over."""
-        x = images if self.transform is None else self.transform(images)
-        return self.neck(self.backbone(x))
 
 
 def canonical_names(net: nn.Module) -> Dict[str, str]:
