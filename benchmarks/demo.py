@@ -176,7 +176,7 @@ def main(argv=None):
                    else "ok" if backend in verdicts else "not run")
         row(backend, report, str(differ.get(backend, "-")),
             verdict + (f" (first {PYNATIVE_LIMIT} per set)" if backend == "mindspore" else ""))
-    print(f"parity verdict: {'OK' if parity['ok'] else 'VIOLATED'} (fp32 tolerance {parity['tolerance']:.0e})")
+    print(f"parity verdict: {'OK' if parity['ok'] else 'VIOLATED'} (fp32 tolerance {parity['tolerance']:.1e})")
     print("(word accuracy, MindOCR's metric; differ: words read differently from torch, one `rare eval` run; "
           "real held-out = the last quarter of IC15/IIIT5K train and all of SVT "
           "train, which the shipped model never trained on)")
