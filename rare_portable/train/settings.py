@@ -1,9 +1,11 @@
 """Everything `rare train` reads from a config, read and checked once, before any data or network is touched.
 
 Keys are MindOCR's (tools/train.py and the builders it calls), so its rec yaml trains unchanged. Keys we
-add are few and named in docs/training.md: `train.curriculum`, `train.aux_ctc_weight`, `train.attention_warmup_steps`,
-`train.guided_attention_weight`,
-`train.resume_save_interval`, `train.max_consecutive_nonfinite`, `loss.label_smoothing`, `system.device_target`, and `optimizer.opt: adadelta` (MindOCR has no Adadelta; DTRB trains with it).
+add are few and named in docs/training.md: `train.curriculum`, `train.aux_ctc_weight`,
+`train.attention_warmup_steps`, `train.guided_attention_weight`, `train.resume_save_interval`,
+`train.max_consecutive_nonfinite`, `loss.label_smoothing`, `system.device_target`, and `optimizer.opt: adadelta`
+(MindOCR has no Adadelta; DTRB trains with it). The key tables and readers live by concern in keys.py,
+optim_settings.py and data_settings.py.
 """
 from __future__ import annotations
 
