@@ -26,6 +26,8 @@ import numpy as np
 from rare_portable import __version__
 from rare_portable.artifact import (USER_INFO_KEY, ArtifactError, input_names, output_folder, parse_mindir, primitives,
                                     write_sidecar)
+from rare_portable.nets import rebuild
+from rare_portable.nets.common import Flavour
 from rare_portable.spec import ModelSpec, spec_to_dict
 
 from .check import require_faithful
@@ -49,14 +51,6 @@ def set_user_info(model, key: str, value: str) -> None:
     entry.key, entry.value = key, value
 
 
-def export_copy(net, lstm_kernel: bool):
-    """The network to export: a copy of `net` built with the chosen LSTM, so the caller's network is untouched."""
-    from rare_portable.nets import rebuild
-    from rare_portable.nets.common import Flavour
-
-    return rebuild(net, Flavour(lstm_kernel=lstm_kernel))
-
-
 def compare_with_network(net, path: Path, batch: int) -> float:
     """Max |diff| of probabilities: the MindIR at `path`, loaded back, vs the MindSpore network."""
     import mindspore as ms
@@ -77,7 +71,7 @@ def export_mindir(net, output, batch: Optional[int] = 1, lstm_kernel: bool = Fal
         raise ArtifactError(f"{output}: MindIR files end in .mindir (mindspore.export appends it)")
     output_folder(output)
     net.set_train(False)
-    exported = export_copy(net, lstm_kernel)
+    exported = rebuild(net, Flavour(lstm_kernel=lstm_kernel))  # a copy: the caller's network is untouched
     shape = [batch, i.channels, i.height, i.width]
     example = ms.Tensor(shape=shape, dtype=ms.float32) if batch is None else ms.Tensor(np.zeros(shape, np.float32))
     lstm = "kernel" if lstm_kernel else "plain"

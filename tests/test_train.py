@@ -27,7 +27,8 @@ from rare_portable.train import checkpoint as ckpt
 from rare_portable.train.data import BatchLoader
 from rare_portable.train.loop import Trainer
 from rare_portable.train.optim import build_optimizer, lr_schedule, parameter_groups
-from rare_portable.train.settings import OPTIMIZERS, OptimizerSettings, ScheduleSettings, read_settings
+from rare_portable.train.optim_settings import OPTIMIZERS, OptimizerSettings, ScheduleSettings
+from rare_portable.train.settings import read_settings
 from rare_portable.tolerances import (DATA_PARALLEL_STATE, EXACT_RESUME, FP32_LOSS_FORMULA, FP32_OPTIMIZER_STEP,
                                       FP32_RUNTIME, assert_allclose, assert_within, max_abs_diff)
 from rare_portable.weights import WeightsError, read_state, write_state
@@ -258,7 +259,7 @@ def test_data_parallel_shards_partition_the_single_process_batches():
 def test_curriculum_starts_short_and_ends_with_every_length():
     from rare_portable.train.data import BatchPlan
     from rare_portable.train.distributed import Cluster
-    from rare_portable.train.settings import CurriculumSettings
+    from rare_portable.train.data_settings import CurriculumSettings
 
     lengths = np.array([1, 2, 3, 4, 5, 6, 7, 8] * 10)
     plan = BatchPlan(80, 8, Cluster(), seed=0, shuffle=True, curriculum=CurriculumSettings(2, epochs=1.0),

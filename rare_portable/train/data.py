@@ -23,7 +23,8 @@ from ..data.samples import DataError, SampleSource, SkipLog, decoded
 from ..labels import LabelStats, encode
 from ..spec import InputSpec
 from .distributed import Cluster
-from .settings import CurriculumSettings, DataSettings, TrainError
+from .data_settings import CurriculumSettings, DataSettings
+from .settings import TrainError
 
 CURRICULUM_STREAM = 1
 AUGMENT_STREAM = 2

@@ -12,7 +12,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
-from .settings import LossScaleSettings, OptimizerSettings, ScheduleSettings
+from .optim_settings import LossScaleSettings, OptimizerSettings, ScheduleSettings
 
 
 def lr_schedule(settings: ScheduleSettings, steps_per_epoch: int) -> np.ndarray:

@@ -16,14 +16,11 @@ from typing import Any, Dict, Mapping, Optional, Sequence, Tuple
 from ..config import KNOWN_KEYS, ConfigError, RareConfig, get_dotted, load_config
 from ..errors import UserError
 from ..evaluation import metric_options, postprocess_lower
-from .data_settings import TRAIN_TRANSFORMS, CurriculumSettings, DataSettings, read_curriculum, read_data_settings
+from .data_settings import CurriculumSettings, DataSettings, read_curriculum, read_data_settings
 from .keys import Key, check_known, section
-from .optim_settings import (BIAS_AND_NORM_KEYS, OPTIMIZERS, SCHEDULERS, LossScaleSettings, OptimizerSettings,
-                             ScheduleSettings, read_loss_scale, read_optimizer, read_schedule)
+from .optim_settings import (LossScaleSettings, OptimizerSettings, ScheduleSettings, read_loss_scale, read_optimizer,
+                             read_schedule)
 
-__all__ = ["TrainError", "TrainSettings", "read_settings", "ScheduleSettings", "OptimizerSettings", "LossScaleSettings",
-           "CurriculumSettings", "DataSettings", "SCHEDULERS", "OPTIMIZERS", "TRAIN_TRANSFORMS", "BIAS_AND_NORM_KEYS",
-           "DEFAULT_MAX_CONSECUTIVE_NONFINITE", "DEFAULT_RESUME_SAVE_INTERVAL"]
 
 DEFAULT_MAX_CONSECUTIVE_NONFINITE = 20
 # Steps between train_resume.ckpt saves inside an epoch: a crash loses at most this many (~3 min of rare_tiny here).

@@ -17,7 +17,8 @@ from ..metrics import RecMetric
 from ..recognizer import FixedBatchRecognizer
 from ..spec import ModelSpec
 from .data import open_sources
-from .settings import DataSettings, TrainError
+from .data_settings import DataSettings
+from .settings import TrainError
 
 Forward = Callable[[np.ndarray], np.ndarray]  # preprocessed batch [N, C, H, W] -> probabilities [N, T, C]
 
