@@ -8,7 +8,8 @@ all with MindOCR's metric through `rare eval`/`rare predict`; then writes the re
     python -m benchmarks.shipped_report -w runs/rare_small_en/finetune/best.ckpt [--ship]
 
 --ship copies the weights (as .safetensors) and the report into rare_portable/pretrained/ when the mean
-real held-out accuracy is higher than the shipped report's (or nothing is shipped yet).
+real held-out accuracy is higher than the shipped report's (or nothing is shipped yet); with -c naming another
+config (a network grown deeper, say), that config becomes the shipped one too.
 """
 from __future__ import annotations
 
@@ -96,6 +97,10 @@ def main(argv=None):
 
         write_state(read_state(args.weights), PRETRAINED / f"{args.name}.safetensors")
         report["weights"] = f"rare_portable/pretrained/{args.name}.safetensors (from {args.weights})"
+        config = PRETRAINED / f"{args.name}.yaml"
+        if Path(args.config).resolve() != config.resolve():  # another network (e.g. grown deeper): its config ships
+            config.write_text(Path(args.config).read_text())
+            report["config"] = f"rare_portable/pretrained/{args.name}.yaml (from {args.config})"
         shipped.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
         print(f"shipped {args.name} (real held-out mean {previous} -> {real['mean']['acc']:.4f})")
 

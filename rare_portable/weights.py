@@ -139,17 +139,18 @@ def check_fit(expected: Mapping[str, Tuple[int, ...]], given: Mapping[str, np.nd
 
 def _likely_cause(wrong, missing, unexpected) -> str:
     names = {k for k, *_ in wrong}
-    if "head.generator.weight" in names:
-        (_, f, m), = [w for w in wrong if w[0] == "head.generator.weight"]
+    generator = [(f, m) for k, f, m in wrong if k == "head.generator.weight" and f[0] != m[0]]
+    if generator:
+        (f, m), = generator
         return (f" Likely cause: the weights have {f[0]} classes and the config's dictionary gives {m[0]} "
                 f"(dictionary size + 2): use the dictionary they were trained with, or fine-tune "
                 f"(`rare train --weights`) to re-initialise the classifier")
-    if any(k.startswith("neck.") for k in names):
-        return " Likely cause: model.neck.hidden_size differs from the one the weights were trained with"
     if any(k.startswith("transform.") for k in missing + unexpected):
         return " Likely cause: model.transform (TPS) is on in one and off in the other"
     if any(k.startswith("backbone.") for k in missing + unexpected + list(names)):
         return " Likely cause: a checkpoint of another backbone/architecture (compare model.backbone)"
+    if any(k.startswith("neck.") for k in names):
+        return " Likely cause: model.neck.hidden_size differs from the one the weights were trained with"
     return ""
 
 

@@ -1,0 +1,107 @@
+"""Deepen a trained RARE without changing a word it reads, so training can go on with more capacity.
+
+The backbone's blocks are numbered across stages (`block_list.N`), so adding a block to a stage renumbers every
+block after it: each trained block is copied to its new number, and each added block (stride 1, as many channels
+in as out, identity shortcut) starts with its last batch-norm at zero. Its residual branch then adds nothing and
+the ReLU after the sum passes the previous block's (non-negative) output through unchanged: the deeper network
+computes exactly what the trained one did, and its new convolutions start from the usual fresh initialisation.
+
+    python -m rare_portable.train.grow -c CONFIG -w WEIGHTS --depths 1 1 2 2 -o grown.safetensors
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import List, Sequence, Tuple
+
+import numpy as np
+
+from ..api import build_model, resolve_spec
+from ..errors import UserError
+from ..spec import ModelSpec
+from ..weights import State, expected_shapes, get_state, initial_state, write_state
+
+BLOCK_PREFIX = "backbone.block_list."
+ZEROED = ("conv1.norm.gamma", "conv1.norm.beta")  # the residual branch's last batch-norm
+
+
+def with_depths(spec: ModelSpec, depths: Sequence[int]) -> ModelSpec:
+    return replace(spec, backbone=replace(spec.backbone, depths=tuple(depths)))
+
+
+def check_deeper(old_depths: Sequence[int], new_depths: Sequence[int]) -> None:
+    if len(new_depths) != len(old_depths) or any(n < o for n, o in zip(new_depths, old_depths)):
+        raise UserError(f"grow: --depths {list(new_depths)} must keep the {len(old_depths)} stages of "
+                        f"{list(old_depths)} and add blocks only (each stage at least as deep)")
+
+
+def block_numbers(depths: Sequence[int]) -> List[Tuple[int, int]]:
+    """(stage, index within the stage) of `block_list.N`, for every N."""
+    return [(stage, n) for stage, depth in enumerate(depths) for n in range(depth)]
+
+
+def grow_state(trained: State, old: ModelSpec, new: ModelSpec, seed: int = 0) -> Tuple[State, List[int]]:
+    """`trained` (MindOCR names, network `old`) as weights of the deeper network `new`; the added block numbers."""
+    old_depths, new_depths = tuple(old.backbone.depths), tuple(new.backbone.depths)
+    check_deeper(old_depths, new_depths)
+    if with_depths(old, new_depths) != new:
+        raise UserError(f"grow: the two networks may differ only in model.backbone.depths ({old_depths} -> "
+                        f"{new_depths}); keep every other model key as in the trained config")
+    shapes = expected_shapes(build_model(new, "torch"))
+    grown = initial_state(shapes, seed)
+    old_number = {place: n for n, place in enumerate(block_numbers(old_depths))}
+    added = []
+    for new_n, place in enumerate(block_numbers(new_depths)):
+        if place in old_number:
+            _copy_block(trained, grown, old_number[place], new_n)
+        else:
+            added.append(new_n)
+            for leaf in ZEROED:
+                grown[f"{BLOCK_PREFIX}{new_n}.{leaf}"] = np.zeros(shapes[f"{BLOCK_PREFIX}{new_n}.{leaf}"], np.float32)
+    for key, value in trained.items():
+        if not key.startswith(BLOCK_PREFIX):
+            grown[key] = value
+    return grown, added
+
+
+def _copy_block(trained: State, grown: State, old_n: int, new_n: int) -> None:
+    prefix = f"{BLOCK_PREFIX}{old_n}."
+    for key, value in trained.items():
+        if key.startswith(prefix):
+            grown[f"{BLOCK_PREFIX}{new_n}.{key[len(prefix):]}"] = value
+
+
+def grow_file(config: str, weights: str, depths: Sequence[int], output: Path, seed: int = 0) -> str:
+    """Write the grown weights of `config`'s network trained as `weights`; the line that says what was done."""
+    if output.exists():
+        raise UserError(f"{output} exists: choose another -o (nothing is overwritten)")
+    old = resolve_spec(config)
+    check_deeper(old.backbone.depths, depths)
+    new = with_depths(old, depths)
+    trained = get_state(build_model(old, "torch", weights=weights))  # strict: the weights must fit the config
+    grown, added = grow_state(trained, old, new, seed)
+    write_state(grown, output)
+    return (f"{output}: depths {list(old.backbone.depths)} -> {list(new.backbone.depths)}; added blocks "
+            f"{', '.join(f'block_list.{n}' for n in added)} start as the identity; train it with "
+            f"--opt model.backbone.depths=[{','.join(map(str, depths))}]")
+
+
+def main(argv: Sequence[str] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-c", "--config", required=True, help="the trained network's config (yaml or name)")
+    parser.add_argument("-w", "--weights", required=True, help="its weights (file or shipped name)")
+    parser.add_argument("--depths", type=int, nargs="+", required=True, help="blocks per stage of the deeper network")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="the grown weights (.safetensors)")
+    parser.add_argument("--seed", type=int, default=0, help="initialisation of the added convolutions")
+    args = parser.parse_args(argv)
+    try:
+        print(grow_file(args.config, args.weights, args.depths, args.output, args.seed))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()
