@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 
 from rare_portable import __version__
 from rare_portable.artifact import FLAVOUR_KEY, INPUT_NAME, OUTPUT_NAME, SPEC_KEY, VERSION_KEY, output_folder
+from rare_portable.files import temp_beside
 from rare_portable.nets import rebuild
 from rare_portable.nets.common import LITE, STANDARD
 from rare_portable.spec import ModelSpec, spec_to_dict
@@ -96,8 +96,7 @@ def export_onnx(net, output, flavour: str = "standard", opset: int = 17, dynamic
     x = torch.from_numpy(spec.input.example_batch(2 if dynamic_batch else batch))
     axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
     output_folder(output)
-    fd, tmp = tempfile.mkstemp(prefix=f".{output.name}.", suffix=".onnx", dir=output.parent)
-    os.close(fd)
+    tmp = temp_beside(output, ".onnx")
     try:
         with torch.inference_mode(), warnings.catch_warnings():
             # The input-shape check in forward() is Python on traced sizes: fine to bake in, say nothing.

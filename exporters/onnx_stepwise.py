@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
 from rare_portable import __version__
 from rare_portable.artifact import FLAVOUR_KEY, INPUT_NAME, SPEC_KEY, STEP_KEY, VERSION_KEY, output_folder, step_path
+from rare_portable.files import temp_beside
 from rare_portable.spec import ModelSpec, spec_to_dict
 
 ENCODER_OUTPUTS = ("batch_h", "batch_h_proj")
@@ -72,8 +72,7 @@ def export_stepwise(net, output, opset: int = 17) -> Path:
                 (encoder, (x,), [INPUT_NAME], list(ENCODER_OUTPUTS), output),
                 (step, (hidden, batch_h, batch_h_proj, prev), list(STEP_INPUTS), list(STEP_OUTPUTS),
                  step_path(output))):
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".onnx", dir=path.parent)
-            os.close(fd)
+            tmp = temp_beside(path, ".onnx")
             written.append(tmp)
             with torch.inference_mode(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")

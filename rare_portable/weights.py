@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 import zlib
 from pathlib import Path
 from typing import Dict, Mapping, Optional, Tuple
@@ -16,6 +15,7 @@ import numpy as np
 from .nets import backend_of, framework_module
 from .nets.common import TORCH_TO_CANONICAL_BN
 from .errors import UserError
+from .files import temp_beside
 from .pretrained import resolve_weights
 
 State = Dict[str, np.ndarray]
@@ -66,8 +66,7 @@ def write_state(state: Mapping[str, np.ndarray], path, torch_names: Optional[Map
     path = Path(path)
     fmt = _format(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
+    tmp = temp_beside(path, path.suffix)
     try:
         if fmt == ".safetensors":
             from safetensors.numpy import save_file

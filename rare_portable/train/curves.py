@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import csv
 import os
-import tempfile
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
+
+from ..files import temp_beside
 
 STEP_FIELDS = ("global_step", "epoch", "loss", "lr", "loss_scale", "nonfinite_steps", "images_per_second", "elapsed_s")
 EPOCH_FIELDS = ("epoch", "global_step", "loss", "lr", "nonfinite_steps", "images_per_second", "epoch_seconds",
@@ -30,8 +31,8 @@ class CsvLog:
         """A new file, or (resuming) the rows up to `keep_until_step`, rewritten under the current header."""
         kept = [r for r in self.read() if int(r["global_step"]) <= keep_until_step] if keep_until_step is not None else []
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+        tmp = temp_beside(self.path)
+        with open(tmp, "w", newline="", encoding="utf-8") as f:
             writer = csv.DictWriter(f, self.fields, restval="", extrasaction="ignore")
             writer.writeheader()
             writer.writerows(kept)
@@ -76,8 +77,7 @@ def plot_curves(steps: List[Dict[str, str]], epochs: List[Dict[str, str]], path:
     ax_val.legend()
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
-    os.close(fd)
+    tmp = temp_beside(path, ".png")
     try:
         fig.savefig(tmp, dpi=80)
         os.replace(tmp, path)
