@@ -20,6 +20,9 @@
    checkpoint; default runs/train_tiny/run/best.ckpt) and rare_resnet34 (seeded weights, speed only) at
    batch 1 and 32. img/s counts each side's own preprocessing and decoding. Word accuracy is
    case-insensitive: both texts lower-cased, every character outside [0-9a-z] dropped, then compared whole.
+3. The same PP-OCRv4 recognizer beside the shipped model (`rare_small_en`, exported to ONNX Runtime, batch 1
+   and 32) on the real held-out words (--real: the LMDBs `rare lmdb split` makes, rare_small_en.md), the
+   same words for both: accuracy per split by that rule (MindOCR's metric) and img/s.
 
 Each part runs in its own process. Inside one, the runtimes are timed in alternating rounds and each keeps
 its best round, so a burst of load from another job hits all of them alike: the ratios are the figures to
@@ -453,19 +456,96 @@ def child_rapidocr(args) -> dict:
             "notes": notes}
 
 
+def real_sets(root: Path):
+    """(dataset name, RGB images, labels) for every LMDB under `root`."""
+    from rare_portable.data.datasets import find_datasets
+
+    sets = []
+    for dataset in find_datasets([root]):
+        source = dataset.open()
+        try:
+            samples = [(sample.image, sample.label) for sample in source if sample.skip is None]
+        finally:
+            getattr(source, "close", lambda: None)()
+        sets.append((dataset.name, [image for image, _ in samples], [label for _, label in samples]))
+    return sets
+
+
+def child_real(args) -> dict:
+    """PP-OCRv4 beside the shipped model on the same real held-out words: accuracy per split and img/s."""
+    import cv2
+
+    from rare_portable.parity import artifact_for
+    from rare_portable.pretrained import DEFAULT_MODEL, pretrained_config, pretrained_weights
+    from rare_portable import load_config
+    from runtimes import open_runtime
+
+    root = Path(args.real)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no real held-out words; make them as rare_portable/pretrained/"
+                                f"{DEFAULT_MODEL}.md says (rare lmdb split ../shared/real_validation/...)")
+    sets = real_sets(root)
+    images = [image for _, part, _ in sets for image in part]
+    labels = [label for _, _, part in sets for label in part]
+    bgr = [cv2.cvtColor(image, cv2.COLOR_RGB2BGR) for image in images]
+    predictions, contenders, errors = {}, {}, {}
+
+    def over_words(name, recognise, batch_size):
+        def work():
+            predictions[name] = [text for start in range(0, len(images), batch_size)
+                                 for text in recognise(start, start + batch_size)]
+            return len(images)
+        return work
+
+    try:
+        recognizer, model_name = rapidocr_recognizer()
+        contenders["rapidocr_ppocrv4_b1"] = over_words(
+            "rapidocr_ppocrv4_b1", lambda a, b: [text for text, _ in recognizer(bgr[a:b])[0]], 1)
+    except Exception as e:
+        errors["rapidocr_ppocrv4"] = first_line(e)
+    spec = load_config(pretrained_config(DEFAULT_MODEL)).spec
+    with tempfile.TemporaryDirectory(prefix="peers-real-") as tmp:
+        runtime = open_runtime("onnxruntime", None,
+                               artifact_for("onnxruntime", spec, pretrained_weights(DEFAULT_MODEL), Path(tmp)))
+        for batch_size in (1, 32):
+            name = f"ours_{DEFAULT_MODEL}_b{batch_size}"
+            contenders[name] = over_words(
+                name, lambda a, b, rt=runtime: [text for text, _ in rt.recognise(images[a:b], lower=True)], batch_size)
+        result = best_rounds(contenders, 1 if args.quick else 2, 1, warmup=0)
+    result["errors"].update(errors)
+    accuracy = {}
+    for name, predicted in predictions.items():
+        start, per_split = 0, {}
+        for split, part, _ in sets:
+            per_split[split] = round(word_accuracy(predicted[start:start + len(part)], labels[start:start + len(part)]), 4)
+            start += len(part)
+        accuracy[name] = {**per_split, "mean": round(sum(per_split.values()) / len(per_split), 4)}
+    ips = result["img_per_s"]
+    ratios = {f"{name}_over_rapidocr_b1": round(ips[name] / ips["rapidocr_ppocrv4_b1"], 3)
+              for name in ips if name.startswith("ours") and "rapidocr_ppocrv4_b1" in ips}
+    return {"data": str(root), "words": {split: len(part) for split, part, _ in sets}, **result,
+            "word_accuracy": accuracy, "ratios": ratios,
+            "accuracy_rule": "case-insensitive: lower-cased, characters outside [0-9a-z] dropped, whole word equal "
+                             "(MindOCR's metric)", "runtime": "ours: ONNX Runtime, exported from the shipped weights"}
+
+
 # ---------------------------------------------------------------------------------------------- main
 
 
-CHILDREN = {"mindocr-eval": child_mindocr_eval, "train": child_train, "rapidocr": child_rapidocr}
+CHILDREN = {"mindocr-eval": child_mindocr_eval, "train": child_train, "rapidocr": child_rapidocr,
+            "real": child_real}
 
 
 def summary_lines(report: dict):
     ev, tr, rp = report.get("mindocr_eval", {}), report.get("train_step", {}), report.get("rapidocr", {})
+    real = report.get("real_holdout", {})
     lines = [f"machine: {machine.summary(report['machine'])} at start (shared machine: absolute img/s vary)"]
-    for title, part in (("eval, batch 32", ev), ("train step, batch 32", tr), ("recognizers on rendered words", rp)):
+    for title, part in (("eval, batch 32", ev), ("train step, batch 32", tr), ("recognizers on rendered words", rp),
+                        ("recognizers on the real held-out words (mean of the splits)", real)):
         lines.append(f"\n{title}:")
         for name, ips in part.get("img_per_s", {}).items():
             acc = part.get("word_accuracy", {}).get(name)
+            acc = acc["mean"] if isinstance(acc, dict) else acc
             lines.append(f"  {name:<36}{ips:>9.2f} img/s" + (f"   word acc {acc:.1%}" if acc is not None else ""))
         for name, why in part.get("errors", {}).items():
             lines.append(f"  {name:<36} not run: {why}")
@@ -485,6 +565,8 @@ def main(argv=None):
     parser.add_argument("--mindocr-mirror", default=str(DEFAULT_MIRROR),
                         help="bare git mirror of mindspore-lab/mindocr, used when the package is not installed")
     parser.add_argument("--parts", nargs="+", default=list(CHILDREN), choices=list(CHILDREN))
+    parser.add_argument("--real", default=str(ROOT / "data" / "real" / "holdout"),
+                        help="real held-out LMDBs for the `real` part (rare lmdb split, as rare_small_en.md says)")
     parser.add_argument("--json", default=str(RESULTS / "peers.json"))
     parser.add_argument("--child", choices=list(CHILDREN), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -503,8 +585,9 @@ def main(argv=None):
               "goals": {"eval_ours_graph_vs_mindocr": f">= {EVAL_GOAL}x MindOCR's {MINDOCR_EVAL_REFERENCE} img/s",
                         "train_ours_vs_mindocr": f">= {TRAIN_GOAL}x MindOCR's {MINDOCR_TRAIN_REFERENCE} img/s"}}
     shared = ["--seed", str(args.seed), "--words", str(args.words), "--mindocr-amp", *args.mindocr_amp,
-              "--mindocr-mirror", args.mindocr_mirror, "--weights", args.weights]
-    for part, key in (("mindocr-eval", "mindocr_eval"), ("train", "train_step"), ("rapidocr", "rapidocr")):
+              "--mindocr-mirror", args.mindocr_mirror, "--weights", args.weights, "--real", args.real]
+    for part, key in (("mindocr-eval", "mindocr_eval"), ("train", "train_step"), ("rapidocr", "rapidocr"),
+                      ("real", "real_holdout")):
         if part in args.parts:
             print(f"\n--- {part}", flush=True)
             report[key] = run_child(part, args, shared)
