@@ -53,13 +53,15 @@ def grow_main(*args):
                           capture_output=True, text=True)
 
 
-@pytest.mark.parametrize("case", ["shallower", "exists", "wrong weights"])
+@pytest.mark.parametrize("case", ["shallower", "same", "exists", "wrong weights"])
 def test_bad_input_is_one_line_naming_the_fix_and_writes_nothing(tmp_path, case):
     weights = trained_tiny(tmp_path)
     output = tmp_path / "grown.safetensors"
     depths, config = ["1", "1", "2", "1"], "rare_tiny"
     if case == "shallower":
         depths = ["1", "1", "1"]  # a stage fewer
+    if case == "same":
+        depths = ["1", "1", "1", "1"]
     if case == "exists":
         output.write_bytes(b"keep me")
     if case == "wrong weights":
@@ -68,7 +70,7 @@ def test_bad_input_is_one_line_naming_the_fix_and_writes_nothing(tmp_path, case)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
-    expected = {"shallower": ["depths"], "exists": ["choose another -o"],
+    expected = {"shallower": ["depths"], "same": ["add a block"], "exists": ["choose another -o"],
                 "wrong weights": [str(weights), "compare model.backbone"]}[case]
     assert all(part in lines[0] for part in expected), lines[0]
     assert output.read_bytes() == b"keep me" if case == "exists" else not output.exists()

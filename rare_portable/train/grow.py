@@ -35,6 +35,8 @@ def check_deeper(old_depths: Sequence[int], new_depths: Sequence[int]) -> None:
     if len(new_depths) != len(old_depths) or any(n < o for n, o in zip(new_depths, old_depths)):
         raise UserError(f"grow: --depths {list(new_depths)} must keep the {len(old_depths)} stages of "
                         f"{list(old_depths)} and add blocks only (each stage at least as deep)")
+    if tuple(new_depths) == tuple(old_depths):
+        raise UserError(f"grow: --depths {list(new_depths)} are the trained network's own: add a block to a stage")
 
 
 def block_numbers(depths: Sequence[int]) -> List[Tuple[int, int]]:
