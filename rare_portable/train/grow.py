@@ -21,7 +21,7 @@ import numpy as np
 from ..api import build_model, resolve_spec
 from ..errors import UserError
 from ..spec import ModelSpec
-from ..weights import State, expected_shapes, get_state, initial_state, write_state
+from ..weights import State, get_state, write_state
 
 BLOCK_PREFIX = "backbone.block_list."
 ZEROED = ("conv1.norm.gamma", "conv1.norm.beta")  # the residual branch's last batch-norm
@@ -44,24 +44,20 @@ def block_numbers(depths: Sequence[int]) -> List[Tuple[int, int]]:
     return [(stage, n) for stage, depth in enumerate(depths) for n in range(depth)]
 
 
-def grow_state(trained: State, old: ModelSpec, new: ModelSpec, seed: int = 0) -> Tuple[State, List[int]]:
-    """`trained` (MindOCR names, network `old`) as weights of the deeper network `new`; the added block numbers."""
-    old_depths, new_depths = tuple(old.backbone.depths), tuple(new.backbone.depths)
-    check_deeper(old_depths, new_depths)
-    if with_depths(old, new_depths) != new:
-        raise UserError(f"grow: the two networks may differ only in model.backbone.depths ({old_depths} -> "
-                        f"{new_depths}); keep every other model key as in the trained config")
-    shapes = expected_shapes(build_model(new, "torch"))
-    grown = initial_state(shapes, seed)
+def grow_state(trained: State, old_depths: Sequence[int], new: ModelSpec, seed: int = 0) -> Tuple[State, List[int]]:
+    """`trained` (MindOCR names, blocks per stage `old_depths`) as weights of the deeper network `new`, whose
+    other tensors start as a fresh network of `seed` does; the numbers of the added blocks."""
+    grown = get_state(build_model(new, "torch", seed=seed))
     old_number = {place: n for n, place in enumerate(block_numbers(old_depths))}
     added = []
-    for new_n, place in enumerate(block_numbers(new_depths)):
+    for new_n, place in enumerate(block_numbers(new.backbone.depths)):
         if place in old_number:
             _copy_block(trained, grown, old_number[place], new_n)
         else:
             added.append(new_n)
             for leaf in ZEROED:
-                grown[f"{BLOCK_PREFIX}{new_n}.{leaf}"] = np.zeros(shapes[f"{BLOCK_PREFIX}{new_n}.{leaf}"], np.float32)
+                key = f"{BLOCK_PREFIX}{new_n}.{leaf}"
+                grown[key] = np.zeros_like(grown[key])
     for key, value in trained.items():
         if not key.startswith(BLOCK_PREFIX):
             grown[key] = value
@@ -83,7 +79,7 @@ def grow_file(config: str, weights: str, depths: Sequence[int], output: Path, se
     check_deeper(old.backbone.depths, depths)
     new = with_depths(old, depths)
     trained = get_state(build_model(old, "torch", weights=weights))  # strict: the weights must fit the config
-    grown, added = grow_state(trained, old, new, seed)
+    grown, added = grow_state(trained, old.backbone.depths, new, seed)
     write_state(grown, output)
     return (f"{output}: depths {list(old.backbone.depths)} -> {list(new.backbone.depths)}; added blocks "
             f"{', '.join(f'block_list.{n}' for n in added)} start as the identity; train it with "
