@@ -392,6 +392,32 @@ def rapidocr_recognizer():
     return TextRecognizer(config), Path(config["model_path"]).name
 
 
+def whole_pass(predictions: dict, name: str, count: int, recognise, batch_size: int):
+    """A `best_rounds` contender: `recognise(start, stop)` over `count` images in batches, its texts kept."""
+    def work():
+        predictions[name] = [text for start in range(0, count, batch_size)
+                             for text in recognise(start, start + batch_size)]
+        return count
+    return work
+
+
+def add_rapidocr(contenders: dict, predictions: dict, errors: dict, bgr) -> str:
+    """PP-OCRv4 at batch 1 as a contender (or its import error kept); the model file's name."""
+    try:
+        recognizer, model_name = rapidocr_recognizer()
+    except Exception as e:
+        errors["rapidocr_ppocrv4"] = first_line(e)
+        return ""
+    contenders["rapidocr_ppocrv4_b1"] = whole_pass(
+        predictions, "rapidocr_ppocrv4_b1", len(bgr), lambda a, b: [text for text, _ in recognizer(bgr[a:b])[0]], 1)
+    return model_name
+
+
+def over_rapidocr(ips: dict) -> dict:
+    return {f"{name}_over_rapidocr_b1": round(ips[name] / ips["rapidocr_ppocrv4_b1"], 3)
+            for name in ips if name.startswith("ours") and "rapidocr_ppocrv4_b1" in ips}
+
+
 def child_rapidocr(args) -> dict:
     import cv2
 
@@ -402,24 +428,10 @@ def child_rapidocr(args) -> dict:
     images, labels = render_words(args.words, args.seed)
     bgr = [cv2.cvtColor(image, cv2.COLOR_RGB2BGR) for image in images]  # RapidOCR reads images as OpenCV does
     predictions, contenders, errors, notes = {}, {}, {}, {}
-
-    def over_words(name, recognise, batch_size):
-        def work():
-            out = []
-            for start in range(0, len(images), batch_size):
-                out.extend(recognise(start, start + batch_size))
-            predictions[name] = out
-            return len(images)
-        return work
-
-    try:
-        recognizer, model_name = rapidocr_recognizer()
+    model_name = add_rapidocr(contenders, predictions, errors, bgr)
+    if model_name:
         notes["rapidocr"] = f"rapidocr_onnxruntime {versions('rapidocr_onnxruntime')['rapidocr_onnxruntime']}, " \
                             f"{model_name}, TextRecognizer's own resize/normalise and CTC decoding"
-        contenders["rapidocr_ppocrv4_b1"] = over_words(
-            "rapidocr_ppocrv4_b1", lambda a, b: [text for text, _ in recognizer(bgr[a:b])[0]], 1)
-    except Exception as e:
-        errors["rapidocr_ppocrv4"] = first_line(e)
 
     weights = Path(args.weights) if args.weights else None
     trained = weights is not None and weights.is_file()
@@ -434,9 +446,9 @@ def child_rapidocr(args) -> dict:
             runtime = open_runtime("onnxruntime", None, artifact_for("onnxruntime", spec, source, Path(tmp)))
             for batch_size in (1, 32):
                 name = f"ours_{config}_b{batch_size}"
-                contenders[name] = over_words(
-                    name, lambda a, b, rt=runtime: [text for text, _ in rt.recognise(images[a:b], lower=True)],
-                    batch_size)
+                contenders[name] = whole_pass(
+                    predictions, name, len(images),
+                    lambda a, b, rt=runtime: [text for text, _ in rt.recognise(images[a:b], lower=True)], batch_size)
         rounds = 1 if args.quick else 2
         result = best_rounds(contenders, rounds, 1)
     result["errors"].update(errors)
@@ -444,9 +456,7 @@ def child_rapidocr(args) -> dict:
     for name, predicted in predictions.items():
         if name.startswith("rapidocr") or (name.startswith("ours_rare_tiny") and trained):
             accuracy[name] = round(word_accuracy(predicted, labels), 4)
-    ips = result["img_per_s"]
-    ratios = {f"{name}_over_rapidocr_b1": round(ips[name] / ips["rapidocr_ppocrv4_b1"], 3)
-              for name in ips if name.startswith("ours") and "rapidocr_ppocrv4_b1" in ips}
+    ratios = over_rapidocr(result["img_per_s"])
     mistakes = {name: [(t, p) for t, p in zip(labels, predicted) if normalise(t) != normalise(p)][:10]
                 for name, predicted in predictions.items() if name in accuracy}
     return {"words": args.words, "seed": args.seed, "render": "rare_portable.data.synth make_plan(seed), lower case, "
@@ -489,28 +499,16 @@ def child_real(args) -> dict:
     labels = [label for _, _, part in sets for label in part]
     bgr = [cv2.cvtColor(image, cv2.COLOR_RGB2BGR) for image in images]
     predictions, contenders, errors = {}, {}, {}
-
-    def over_words(name, recognise, batch_size):
-        def work():
-            predictions[name] = [text for start in range(0, len(images), batch_size)
-                                 for text in recognise(start, start + batch_size)]
-            return len(images)
-        return work
-
-    try:
-        recognizer, model_name = rapidocr_recognizer()
-        contenders["rapidocr_ppocrv4_b1"] = over_words(
-            "rapidocr_ppocrv4_b1", lambda a, b: [text for text, _ in recognizer(bgr[a:b])[0]], 1)
-    except Exception as e:
-        errors["rapidocr_ppocrv4"] = first_line(e)
+    add_rapidocr(contenders, predictions, errors, bgr)
     spec = load_config(pretrained_config(DEFAULT_MODEL)).spec
     with tempfile.TemporaryDirectory(prefix="peers-real-") as tmp:
         runtime = open_runtime("onnxruntime", None,
                                artifact_for("onnxruntime", spec, pretrained_weights(DEFAULT_MODEL), Path(tmp)))
         for batch_size in (1, 32):
             name = f"ours_{DEFAULT_MODEL}_b{batch_size}"
-            contenders[name] = over_words(
-                name, lambda a, b, rt=runtime: [text for text, _ in rt.recognise(images[a:b], lower=True)], batch_size)
+            contenders[name] = whole_pass(
+                predictions, name, len(images),
+                lambda a, b, rt=runtime: [text for text, _ in rt.recognise(images[a:b], lower=True)], batch_size)
         result = best_rounds(contenders, 1 if args.quick else 2, 1, warmup=0)
     result["errors"].update(errors)
     accuracy = {}
@@ -520,9 +518,7 @@ def child_real(args) -> dict:
             per_split[split] = round(word_accuracy(predicted[start:start + len(part)], labels[start:start + len(part)]), 4)
             start += len(part)
         accuracy[name] = {**per_split, "mean": round(sum(per_split.values()) / len(per_split), 4)}
-    ips = result["img_per_s"]
-    ratios = {f"{name}_over_rapidocr_b1": round(ips[name] / ips["rapidocr_ppocrv4_b1"], 3)
-              for name in ips if name.startswith("ours") and "rapidocr_ppocrv4_b1" in ips}
+    ratios = over_rapidocr(result["img_per_s"])
     return {"data": str(root), "words": {split: len(part) for split, part, _ in sets}, **result,
             "word_accuracy": accuracy, "ratios": ratios,
             "accuracy_rule": "case-insensitive: lower-cased, characters outside [0-9a-z] dropped, whole word equal "
