@@ -494,6 +494,39 @@ def test_auxiliary_ctc_trains_beside_the_network_and_resumes_exactly(data_root, 
         trainer(tiny_opts(data_root, tmp_path / "bad", "train.aux_ctc_weight=-1"))
 
 
+def test_frozen_batch_norm_statistics_stay_and_normalise_while_gamma_and_beta_train(data_root, tmp_path):
+    """train.freeze_bn_stats: training normalises with the moving statistics (a training-mode forward equals the
+    inference one) and leaves them as loaded, while gamma, beta and the convolutions still train; without it the
+    statistics move."""
+    import mindspore as ms
+    fresh = get_state(trainer(tiny_opts(data_root, tmp_path / "fresh", "train.freeze_bn_stats=True")).network)
+    assert run(tiny_opts(data_root, tmp_path / "frozen", "train.freeze_bn_stats=True")).stop_reason == "completed"
+    assert run(tiny_opts(data_root, tmp_path / "moving")).stop_reason == "completed"
+    frozen, moving = (read_state(tmp_path / name / "last.ckpt") for name in ("frozen", "moving"))
+    statistics = [k for k in fresh if k.endswith(("moving_mean", "moving_variance"))]
+    affine = [k for k in fresh if k.endswith(("norm.gamma", "norm.beta"))]
+    assert statistics and affine
+    assert max(np.abs(frozen[k] - fresh[k]).max() for k in statistics) == 0.0
+    assert max(np.abs(moving[k] - fresh[k]).max() for k in statistics) > 1e-3
+    assert max(np.abs(frozen[k] - fresh[k]).max() for k in affine) > 1e-5
+
+    from rare_portable.train.step import freeze_batch_norm_statistics
+    image = ms.Tensor(np.random.default_rng(0).standard_normal((2, 3, 32, 100)).astype(np.float32))
+
+    def backbone(train: bool, freeze: bool = False):  # a new one each time: a compiled graph keeps its BN mode
+        net = build_model("rare_tiny", "mindspore", weights=tmp_path / "moving" / "last.ckpt").backbone
+        if freeze:
+            assert freeze_batch_norm_statistics(net) == len(statistics) // 2
+        net.set_train(train)
+        return net(image).asnumpy()
+
+    inference = backbone(train=False)
+    assert np.abs(backbone(train=True) - inference).max() > 1e-3  # batch statistics
+    np.testing.assert_array_equal(backbone(train=True, freeze=True), inference)
+    with pytest.raises(ConfigError, match="freeze_bn_stats must be true or false"):
+        read_settings(load_config("rare_tiny", ["train.freeze_bn_stats=1"]))
+
+
 def test_label_smoothing_is_torch_s_and_the_logged_loss_stays_plain():
     """loss.label_smoothing: the objective is PyTorch's smoothed cross-entropy (padding ignored); the loss the
     trainer logs is the unsmoothed one, so runs with and without smoothing log the same quantity."""

@@ -7,12 +7,12 @@ from typing import Any, Mapping, Optional, Sequence, Union
 
 from ..config import ConfigError, get_dotted
 
-Number = Union[int, float]
+Number = Union[bool, int, float]
 
 
 @dataclass(frozen=True)
 class Key:
-    """A scalar config key: `kind` int (no bool) or float (an int is taken too), at least `minimum`
+    """A scalar config key: `kind` bool, int (no bool) or float (an int is taken too), at least `minimum`
     (0 unless given); a missing key is `default`."""
 
     dotted: str
@@ -31,6 +31,10 @@ class Key:
     def get(self, mapping: Mapping[str, Any]) -> Number:
         """The value in `mapping` (the section at `parent`), checked."""
         value = mapping.get(self.name, self.default)
+        if self.kind is bool:
+            if not isinstance(value, bool):
+                raise ConfigError(f"{self.dotted} must be true or false, got {value!r}")
+            return value
         minimum = self.kind(0) if self.minimum is None else self.minimum
         if self.kind is int:
             if not isinstance(value, int) or isinstance(value, bool) or value < minimum:

@@ -21,7 +21,7 @@ from .distributed import any_rank, average_statistics, gradient_reducer, start_c
 from .optim import build_loss_scaler, build_optimizer, lr_schedule
 from .runlog import EpochMeter, RunLog, RunRecords, epoch_record, opening_lines, step_row
 from .settings import TrainError, TrainSettings, read_settings
-from .step import NetworkWithLoss, TrainStep, compiled
+from .step import NetworkWithLoss, TrainStep, compiled, freeze_batch_norm_statistics
 from .stopping import COMPLETED, INTERRUPTED, NONFINITE, STOPPED_BY_HOOK, TIME_LIMIT, StopRequest, final_message
 from .validate import Validator, load_eval_sets
 
@@ -175,6 +175,8 @@ class Trainer:
         if weights:
             for line in ckpt.load_pretrained(self.network, Path(weights)).lines():
                 self.log(line)
+        if self.settings.freeze_bn_stats:
+            freeze_batch_norm_statistics(self.network)
         model = self.network
         if self.amp_level != "O0":
             self.network = ms.amp.auto_mixed_precision(self.network, self.amp_level)

@@ -56,6 +56,9 @@ def option_lines(s: TrainSettings, curriculum_steps: int) -> List[str]:
     if s.guided_attention_weight:
         lines.append(f"guided attention: a left-to-right attention prior, weight {s.guided_attention_weight:g} "
                      f"(training only)")
+    if s.freeze_bn_stats:
+        lines.append("batch-norm statistics frozen: every layer normalises with the loaded statistics and keeps them "
+                     "(train.freeze_bn_stats)")
     if s.label_smoothing:
         lines.append(f"label smoothing {s.label_smoothing:g} in the objective (the logged loss is not smoothed)")
     aug = s.train_data.augmentation

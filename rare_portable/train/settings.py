@@ -3,7 +3,7 @@
 Keys are MindOCR's (tools/train.py and the builders it calls), so its rec yaml trains unchanged. Keys we
 add are few and named in docs/training.md: `train.curriculum`, `train.aux_ctc_weight`,
 `train.attention_warmup_steps`, `train.guided_attention_weight`, `train.resume_save_interval`,
-`train.max_consecutive_nonfinite`, `loss.label_smoothing`, `system.device_target`, and `optimizer.opt: adadelta`
+`train.max_consecutive_nonfinite`, `train.freeze_bn_stats`, `loss.label_smoothing`, `system.device_target`, and `optimizer.opt: adadelta`
 (MindOCR has no Adadelta; DTRB trains with it). The key tables and readers live by concern in keys.py,
 optim_settings.py and data_settings.py.
 """
@@ -39,6 +39,7 @@ SCALAR_KEYS = {
     "resume_save_interval": Key("train.resume_save_interval", int, DEFAULT_RESUME_SAVE_INTERVAL),
     "max_consecutive_nonfinite": Key("train.max_consecutive_nonfinite", int, DEFAULT_MAX_CONSECUTIVE_NONFINITE,
                                      minimum=1),
+    "freeze_bn_stats": Key("train.freeze_bn_stats", bool, False),
 }
 CLIP_NORM = Key("train.clip_norm", float, 1.0)
 ATTENTION_WARMUP_STEPS = Key("train.attention_warmup_steps", int, 0)
@@ -77,6 +78,7 @@ class TrainSettings:
     label_smoothing: float  # loss.label_smoothing: 0 is MindOCR's AttentionLoss
     resume_save_interval: int  # steps; 0: train_resume.ckpt only at epoch ends and on a stop
     max_consecutive_nonfinite: int
+    freeze_bn_stats: bool  # batch-norm normalises with, and keeps, the loaded statistics (short fine-tuning)
     pretrained: Optional[Path]
     resume: Optional[str]  # "auto" or a path
     eval_lower: bool  # MindOCR's RecAttnLabelDecode(lower=...)

@@ -170,3 +170,14 @@ class TrainStep(nn.Cell):
 def compiled(cell: nn.Cell, graph_mode: bool):
     """`cell` as a callable: one compiled graph (system.mode 0) or op by op (system.mode 1)."""
     return ms.jit(cell.construct) if graph_mode else cell
+
+
+def freeze_batch_norm_statistics(network: nn.Cell) -> int:
+    """Make every batch-norm layer of `network` normalise with its moving statistics in training too, and stop
+    updating them; returns how many. A short fine-tuning (the demo's 120 steps) on a mix unlike the one a model
+    was trained on otherwise re-estimates them from its last few batches (momentum 0.9): that alone cost the
+    shipped model 1.3 points of real held-out accuracy with the learning rate at zero. Gamma and beta train."""
+    layers = [cell for _, cell in network.cells_and_names() if isinstance(cell, (nn.BatchNorm1d, nn.BatchNorm2d))]
+    for layer in layers:
+        layer.use_batch_statistics = False
+    return len(layers)
