@@ -3,9 +3,9 @@
 Keys are MindOCR's (tools/train.py and the builders it calls), so its rec yaml trains unchanged. Keys we
 add are few and named in docs/training.md: `train.curriculum`, `train.aux_ctc_weight`,
 `train.attention_warmup_steps`, `train.guided_attention_weight`, `train.resume_save_interval`,
-`train.max_consecutive_nonfinite`, `train.freeze_bn_stats`, `loss.label_smoothing`, `system.device_target`, and `optimizer.opt: adadelta`
-(MindOCR has no Adadelta; DTRB trains with it). The key tables and readers live by concern in keys.py,
-optim_settings.py and data_settings.py.
+`train.max_consecutive_nonfinite`, `train.freeze_bn_stats`, `loss.label_smoothing`, `system.device_target`, and
+`optimizer.opt: adadelta` (MindOCR has no Adadelta; DTRB trains with it). The key tables and readers live by
+concern in keys.py, optim_settings.py and data_settings.py.
 """
 from __future__ import annotations
 
