@@ -1,0 +1,56 @@
+"""Average the weights of several runs of one network that all started from the same trained weights.
+
+Runs fine-tuned from one starting point stay in one basin of the loss, so the element-wise mean of their
+weights (a "model soup", Wortsman et al. 2022) reads about as well as the best of them and often better: it
+averages away the noise each run's last steps leave. Batch-norm statistics are averaged like every other tensor.
+The shipped model's recipe measures it before using it (rare_portable/pretrained/rare_small_en.md).
+
+    python -m rare_portable.train.average -c CONFIG -w RUN1 RUN2 [RUN3 ...] -o averaged.safetensors
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..api import build_model, resolve_spec
+from ..errors import UserError
+from ..weights import State, get_state, write_state
+
+
+def average_states(states: Sequence[State]) -> State:
+    """The element-wise mean of tensors stored under the same names (float32 sums, each tensor's dtype kept)."""
+    return {name: np.mean([state[name] for state in states], axis=0, dtype=np.float32).astype(value.dtype)
+            for name, value in states[0].items()}
+
+
+def average_file(config: str, weights: Sequence[str], output: Path) -> str:
+    """Write the mean of `weights` (each must fit `config`'s network); the line that says what was done."""
+    if output.exists():
+        raise UserError(f"{output} exists: choose another -o (nothing is overwritten)")
+    if len(weights) < 2:
+        raise UserError(f"average: -w names {len(weights)} weights file(s); give two or more runs to average")
+    spec = resolve_spec(config)
+    states = [get_state(build_model(spec, "torch", weights=w)) for w in weights]  # strict: each must fit
+    write_state(average_states(states), output)
+    return f"{output}: the mean of {len(weights)} weights files ({', '.join(map(str, weights))})"
+
+
+def main(argv: Sequence[str] = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-c", "--config", required=True, help="the network's config (yaml or name)")
+    parser.add_argument("-w", "--weights", nargs="+", required=True, help="the runs' weights (files or shipped names)")
+    parser.add_argument("-o", "--output", type=Path, required=True, help="the averaged weights (.safetensors)")
+    args = parser.parse_args(argv)
+    try:
+        print(average_file(args.config, args.weights, args.output))
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Averaging runs of one network (`rare_portable.train.average`): every tensor is the mean of the runs', the
+result loads strictly, and bad input is a one-line error that writes nothing."""
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from rare_portable.api import build_model
+from rare_portable.train.average import average_file
+from rare_portable.weights import read_state, save_weights
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_weights(tmp_path: Path, seed: int) -> Path:
+    return save_weights(build_model("rare_tiny", "torch", seed=seed), tmp_path / f"run{seed}.safetensors")
+
+
+def test_every_tensor_is_the_mean_of_the_runs_and_the_result_loads(tmp_path):
+    runs = [run_weights(tmp_path, seed) for seed in (1, 2, 3)]
+    output = tmp_path / "averaged.safetensors"
+    assert "the mean of 3 weights files" in average_file("rare_tiny", [str(p) for p in runs], output)
+    states, averaged = [read_state(p) for p in runs], read_state(output)
+    assert set(averaged) == set(states[0])
+    for name, value in averaged.items():
+        expected = (states[0][name].astype(np.float64) + states[1][name] + states[2][name]) / 3
+        np.testing.assert_allclose(value, expected, rtol=1e-6, atol=1e-7, err_msg=name)
+    differing = [name for name in averaged if not np.array_equal(states[0][name], states[1][name])]
+    assert differing and not any(np.array_equal(averaged[name], states[0][name]) for name in differing)
+    build_model("rare_tiny", "torch", weights=output)  # strict: every tensor of the network, right shapes
+
+
+def average_main(*args):
+    return subprocess.run([sys.executable, "-m", "rare_portable.train.average", *map(str, args)], cwd=ROOT,
+                          capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("case", ["one run", "exists", "wrong weights", "missing"])
+def test_bad_input_is_one_line_naming_the_fix_and_writes_nothing(tmp_path, case):
+    runs, config = [run_weights(tmp_path, 1), run_weights(tmp_path, 2)], "rare_tiny"
+    missing = tmp_path / "nowhere.safetensors"
+    output = tmp_path / "averaged.safetensors"
+    if case == "one run":
+        runs = runs[:1]
+    if case == "exists":
+        output.write_bytes(b"keep me")
+    if case == "wrong weights":
+        config = "rare_small"
+    if case == "missing":
+        runs[1] = missing
+    done = average_main("-c", config, "-w", *runs, "-o", output)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    expected = {"one run": ["two or more"], "exists": ["choose another -o"], "wrong weights": [str(runs[0])],
+                "missing": [str(missing), "no such weights file"]}[case]
+    assert all(part in lines[0] for part in expected), lines[0]
+    assert output.read_bytes() == b"keep me" if case == "exists" else not output.exists()
