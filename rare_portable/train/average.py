@@ -10,15 +10,14 @@ The shipped model's recipe measures it before using it (rare_portable/pretrained
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from ..api import build_model, resolve_spec
-from ..errors import UserError
-from ..weights import State, get_state, write_state
+from ..api import build_model
+from ..errors import UserError, print_or_exit, refuse_existing
+from ..weights import State, get_state, load_weights, write_state
 
 
 def average_states(states: Sequence[State]) -> State:
@@ -29,12 +28,14 @@ def average_states(states: Sequence[State]) -> State:
 
 def average_file(config: str, weights: Sequence[str], output: Path) -> str:
     """Write the mean of `weights` (each must fit `config`'s network); the line that says what was done."""
-    if output.exists():
-        raise UserError(f"{output} exists: choose another -o (nothing is overwritten)")
+    refuse_existing(output)
     if len(weights) < 2:
         raise UserError(f"average: -w names {len(weights)} weights file(s); give two or more runs to average")
-    spec = resolve_spec(config)
-    states = [get_state(build_model(spec, "torch", weights=w)) for w in weights]  # strict: each must fit
+    net = build_model(config, "torch")
+    states = []
+    for path in weights:
+        load_weights(net, path)  # strict: each must fit the config's network
+        states.append(get_state(net))
     write_state(average_states(states), output)
     return f"{output}: the mean of {len(weights)} weights files ({', '.join(map(str, weights))})"
 
@@ -45,11 +46,7 @@ def main(argv: Sequence[str] = None) -> None:
     parser.add_argument("-w", "--weights", nargs="+", required=True, help="the runs' weights (files or shipped names)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="the averaged weights (.safetensors)")
     args = parser.parse_args(argv)
-    try:
-        print(average_file(args.config, args.weights, args.output))
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    print_or_exit(lambda: average_file(args.config, args.weights, args.output))
 
 
 if __name__ == "__main__":

@@ -11,7 +11,6 @@ computes exactly what the trained one did, and its new convolutions start from t
 from __future__ import annotations
 
 import argparse
-import sys
 from dataclasses import replace
 from pathlib import Path
 from typing import List, Sequence, Tuple
@@ -19,7 +18,7 @@ from typing import List, Sequence, Tuple
 import numpy as np
 
 from ..api import build_model, resolve_spec
-from ..errors import UserError
+from ..errors import UserError, print_or_exit, refuse_existing
 from ..spec import ModelSpec
 from ..weights import State, get_state, write_state
 
@@ -73,8 +72,7 @@ def _copy_block(trained: State, grown: State, old_n: int, new_n: int) -> None:
 
 def grow_file(config: str, weights: str, depths: Sequence[int], output: Path, seed: int = 0) -> str:
     """Write the grown weights of `config`'s network trained as `weights`; the line that says what was done."""
-    if output.exists():
-        raise UserError(f"{output} exists: choose another -o (nothing is overwritten)")
+    refuse_existing(output)
     old = resolve_spec(config)
     check_deeper(old.backbone.depths, depths)
     new = with_depths(old, depths)
@@ -94,11 +92,7 @@ def main(argv: Sequence[str] = None) -> None:
     parser.add_argument("-o", "--output", type=Path, required=True, help="the grown weights (.safetensors)")
     parser.add_argument("--seed", type=int, default=0, help="initialisation of the added convolutions")
     args = parser.parse_args(argv)
-    try:
-        print(grow_file(args.config, args.weights, args.depths, args.output, args.seed))
-    except UserError as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(2)
+    print_or_exit(lambda: grow_file(args.config, args.weights, args.depths, args.output, args.seed))
 
 
 if __name__ == "__main__":
