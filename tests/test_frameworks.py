@@ -89,13 +89,16 @@ def test_frameworks_agree_on_a_sharp_decoder(mode, tmp_path):
     np.testing.assert_array_equal(out.argmax(-1), ref.argmax(-1))
 
 
-def test_tps_rectifies_identically(tmp_path):
-    """The rectified image itself, with weights that move the control points far from identity."""
+@pytest.mark.parametrize("align_corners", [False, True])
+def test_tps_rectifies_identically(tmp_path, align_corners):
+    """The rectified image itself, with weights that move the control points far from identity; align_corners
+    as MindOCR (false) and as `grow --tps` adds a rectifier (true)."""
     import mindspore as ms
     import torch
 
-    weights = _recipe_weights(tmp_path, "rare_tiny", TINY_TPS)
-    nets = {b: build_model("rare_tiny", b, opts=TINY_TPS, weights=weights) for b in ("torch", "mindspore")}
+    opts = TINY_TPS + [f"model.transform.align_corners={str(align_corners).lower()}"]
+    weights = _recipe_weights(tmp_path, "rare_tiny", opts)
+    nets = {b: build_model("rare_tiny", b, opts=opts, weights=weights) for b in ("torch", "mindspore")}
     x = _images(nets["torch"].spec, n=3)
     with torch.no_grad():
         rect_t = nets["torch"].transform(torch.from_numpy(x)).numpy()

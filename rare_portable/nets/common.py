@@ -86,9 +86,10 @@ def tps_matrices(t: TransformSpec) -> Dict[str, np.ndarray]:
     return {"grid_from_points": grid_from_points.astype(np.float32)}
 
 
-def stn_initial_points(t: TransformSpec) -> np.ndarray:
-    """Bias of the last localisation layer: an identity rectification (ASTER's margin 0.01)."""
-    pts = _tps_control_points(t.num_control_points, (0.01, 0.01))
+def stn_initial_points(t: TransformSpec, margins: Tuple[float, float] = (0.01, 0.01)) -> np.ndarray:
+    """Bias of the last localisation layer. ASTER's margin 0.01 starts near the identity (a slight zoom-out);
+    at `t.tps_margins` with `align_corners` the TPS grid is every pixel's own centre: the exact identity."""
+    pts = _tps_control_points(t.num_control_points, margins)
     if t.stn_activation == "sigmoid":
         pts = -np.log(1.0 / pts - 1.0)
     return pts.reshape(-1).astype(np.float32)
