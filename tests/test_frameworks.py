@@ -107,7 +107,8 @@ def test_tps_rectifies_identically(tmp_path, align_corners):
     assert_within(max_abs_diff(rect_t, rect_m), FP32_RUNTIME, "TPS-rectified image")
 
 
-@pytest.mark.parametrize("opts", [[], TINY_TPS], ids=["plain", "tps"])
+@pytest.mark.parametrize("opts", [[], TINY_TPS, TINY_TPS + ["model.transform.align_corners=true"]],
+                         ids=["plain", "tps", "tps-align-corners"])
 def test_frameworks_agree_in_training(opts, tmp_path):
     """Plain: logits 1e-4. TPS: the rectified images differ by ~1e-5 between frameworks (bilinear sampling at
     a grid computed in another order), and train-mode batch-norm over 4 images amplifies that: adding
