@@ -84,8 +84,9 @@ CROSS_BATCH = Tolerance(
     "MindIR at batch 1/2/3 vs the MindSpore net at batch 3, Intel Xeon (AMX), twice (issue 12 and here)",
     "the same graph at another batch size picks other kernels and rounds differently")
 EXPORT_SELF_CHECK = Tolerance(
-    "export-self-check", 1e-5, 1.878e-6,
-    "ONNX (standard and lite, plain and TPS) vs PyTorch; MindSpore graph vs pynative: 0; Intel Xeon (AMX)",
+    "export-self-check", 4e-5, 1.028e-5,
+    "lite-flavour ONNX (the gather sampler) of an align_corners TPS vs PyTorch's grid_sample; without "
+    "align_corners, standard flavour and plain <= 1.9e-6; MindSpore graph vs pynative: 0; Intel Xeon (AMX)",
     "an exported graph (or MindSpore's graph mode) vs the network it was made from, same inputs and batch")
 FRAMEWORK_SHARP = Tolerance(
     "framework-sharp-decoder", 1.7e-4, 5.5e-5,

@@ -51,7 +51,8 @@ def _ops(path):
     return collections.Counter(n.op_type for n in onnx.load(str(path)).graph.node)
 
 
-@pytest.mark.parametrize("opts", [[], TPS], ids=["plain", "tps"])
+@pytest.mark.parametrize("opts", [[], TPS, TPS + ["model.transform.align_corners=true"]],
+                         ids=["plain", "tps", "tps-align-corners"])
 @pytest.mark.parametrize("flavour", ["standard", "lite"])
 def test_onnx_export_matches_torch_and_carries_spec(opts, flavour, tmp_path):
     net, _ = _recipe_net("torch", opts, tmp_path)
