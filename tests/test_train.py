@@ -5,6 +5,7 @@ bad input refused before the first step, and (marked distributed) two msrun work
 Runs use rare_tiny with 4-character labels and batches of 4, so a step graph compiles in seconds.
 """
 import copy
+import csv
 import dataclasses
 import json
 import math
@@ -400,6 +401,33 @@ def test_a_crash_mid_epoch_loses_at_most_the_save_interval(straight_run, data_ro
     assert resumed.stop_reason == "completed" and resumed.state.global_step == 2 * STEPS_PER_EPOCH
     assert_within(max_difference(read_state(straight_out / "last.ckpt"), read_state(tmp_path / "run" / "last.ckpt")),
                   EXACT_RESUME, "last.ckpt after a crash + resume")
+
+
+def test_a_crash_in_validation_loses_no_training(straight_run, data_root, tmp_path, monkeypatch):
+    """Validation failing at the end of epoch 1 (as MindSpore's graph compiler does when the source changed under
+    a running process): the epoch's weights are saved already, and --resume auto validates and finishes with the
+    uninterrupted run's weights, checkpoints and epoch rows."""
+    from rare_portable.train.validate import Validator
+
+    straight_out, _, _ = straight_run
+    out = tmp_path / "run"
+    opts = tiny_opts(data_root, out, "train.resume_save_interval=0")  # no mid-epoch saves: only the epoch end's
+    def failing(validator, infer):
+        raise RuntimeError("compile")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Validator, "evaluate", failing)
+        with pytest.raises(RuntimeError, match="compile"):
+            run(opts)
+    saved = ckpt.LoopState.from_arrays(read_state(out / "train_resume.ckpt"))
+    assert (saved.epoch, saved.step_in_epoch, saved.global_step) == (0, STEPS_PER_EPOCH, STEPS_PER_EPOCH)
+
+    resumed = run(opts, resume="auto")
+    assert resumed.stop_reason == "completed" and resumed.state.global_step == 2 * STEPS_PER_EPOCH
+    for name in ("last.ckpt", "best.ckpt"):
+        assert_within(max_difference(read_state(straight_out / name), read_state(out / name)), EXACT_RESUME, name)
+    straight_rows, rows = (list(csv.DictReader(open(p / "epochs.csv"))) for p in (straight_out, out))
+    assert [(r["global_step"], r["val_acc"]) for r in rows] == [(r["global_step"], r["val_acc"]) for r in straight_rows]
 
 
 def test_nonfinite_steps_are_skipped_and_counted_and_repeated_ones_stop(data_root, tmp_path, monkeypatch):

@@ -317,12 +317,17 @@ class Trainer:
     # ------------------------------------------------------------------------------- epoch end and stop
 
     def _end_epoch(self, meter: EpochMeter, seconds: float) -> None:
-        """Batch-norm statistics averaged over the ranks, validation when due; then (rank 0) the checkpoints,
-        the epochs.csv row, the epoch's log lines and curves.png."""
+        """Batch-norm statistics averaged over the ranks; when validation is due, last.ckpt and train_resume.ckpt,
+        then validation; then (rank 0) the checkpoints, the epochs.csv row, the epoch's log lines and curves.png."""
         state = self.state
         epoch_number = state.epoch + 1
         average_statistics(self.cluster, self.network)
-        validation = self._validate() if self._validation_due(epoch_number) else None
+        validation = None
+        if self._validation_due(epoch_number):
+            # The epoch's training is on disk before validation runs: if it fails, nothing is lost, and
+            # --resume auto starts at this epoch's end, validates and goes on.
+            self._save_resumable()
+            validation = self._validate()
         state.epoch, state.step_in_epoch = epoch_number, 0
         if not self.cluster.is_main:
             return
