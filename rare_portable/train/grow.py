@@ -112,8 +112,8 @@ def grow_file(config: str, weights: str, depths: Optional[Sequence[int]], output
         opts.append(f"--opt model.backbone.depths=[{','.join(map(str, depths))}]")
     if tps:
         t = new.transform
-        done.append(f"a TPS rectifier ({sum(v.size for k, v in grown.items() if k.startswith('transform.')):,} "
-                    f"parameters) starts as the identity")
+        trainable = sum(v.size for k, v in grown.items() if k.startswith("transform.") and ".moving_" not in k)
+        done.append(f"a TPS rectifier ({trainable:,} parameters) starts as the identity")
         opts.append(f"--opt 'model.transform={{name: STN_ON, align_corners: true, "
                     f"loc_channels: [{', '.join(map(str, t.loc_channels))}]}}'")
     return f"{output}: {'; '.join(done)}; train it with {' '.join(opts)}"
