@@ -317,17 +317,20 @@ class Trainer:
     # ------------------------------------------------------------------------------- epoch end and stop
 
     def _end_epoch(self, meter: EpochMeter, seconds: float) -> None:
-        """Batch-norm statistics averaged over the ranks; when validation is due, last.ckpt and train_resume.ckpt,
-        then validation; then (rank 0) the checkpoints, the epochs.csv row, the epoch's log lines and curves.png."""
+        """Batch-norm statistics averaged over the ranks; (rank 0) last.ckpt, and train_resume.ckpt too when
+        validation follows; validation when due; then (rank 0) best.ckpt, train_resume.ckpt, the epochs.csv row,
+        the epoch's log lines and curves.png."""
         state = self.state
         epoch_number = state.epoch + 1
         average_statistics(self.cluster, self.network)
-        validation = None
-        if self._validation_due(epoch_number):
+        validating = self._validation_due(epoch_number)
+        if self.cluster.is_main:
             # The epoch's training is on disk before validation runs: if it fails, nothing is lost, and
             # --resume auto starts at this epoch's end, validates and goes on.
-            self._save_resumable()
-            validation = self._validate()
+            ckpt.save_weights_only(self.network, self.settings.output_dir / ckpt.LAST_NAME)
+            if validating:
+                self._write_training_state()
+        validation = self._validate() if validating else None
         state.epoch, state.step_in_epoch = epoch_number, 0
         if not self.cluster.is_main:
             return
@@ -347,14 +350,13 @@ class Trainer:
             and (epoch_number - s.val_start_epoch) % s.val_interval == 0
 
     def _save_epoch(self, validation: Optional[Dict]) -> bool:
-        """last.ckpt, best.ckpt when validation improved (returns whether it did), train_resume.ckpt."""
+        """best.ckpt when validation improved (returns whether it did), train_resume.ckpt (last.ckpt is saved)."""
         state, out = self.state, self.settings.output_dir
-        ckpt.save_weights_only(self.network, out / ckpt.LAST_NAME)
         improved = validation is not None and validation["acc"] > state.best_acc
         if improved:
             state.best_acc, state.best_epoch = validation["acc"], state.epoch
             ckpt.save_weights_only(self.network, out / ckpt.BEST_NAME)
-        ckpt.save_training_state(out / ckpt.RESUME_NAME, self.network, self.optimizer, self.loss_scaler, state)
+        self._write_training_state()
         return improved
 
     def _validate(self) -> Dict:
@@ -381,6 +383,10 @@ class Trainer:
         average_statistics(self.cluster, self.network)
         if not self.cluster.is_main:
             return
-        out = self.settings.output_dir
-        ckpt.save_weights_only(self.network, out / ckpt.LAST_NAME)
-        ckpt.save_training_state(out / ckpt.RESUME_NAME, self.network, self.optimizer, self.loss_scaler, self.state)
+        ckpt.save_weights_only(self.network, self.settings.output_dir / ckpt.LAST_NAME)
+        self._write_training_state()
+
+    def _write_training_state(self) -> None:
+        """train_resume.ckpt: weights, optimizer, loss scale and loop state as they are now (rank 0)."""
+        ckpt.save_training_state(self.settings.output_dir / ckpt.RESUME_NAME, self.network, self.optimizer,
+                                 self.loss_scaler, self.state)
