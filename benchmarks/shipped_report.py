@@ -61,6 +61,12 @@ def real_words(config: str, weights: str) -> dict:
     return {"correct": score["correct"], "total": len(rows), "words": rows}
 
 
+def relative_to_root(path: str) -> str:
+    """`path` as the report shows it: from the project root where it lies inside, so no machine's folder shows."""
+    resolved = Path(path).resolve()
+    return str(resolved.relative_to(ROOT)) if resolved.is_relative_to(ROOT) else path
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-w", "--weights", required=True)
@@ -73,7 +79,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     report = {
-        "weights": args.weights, "config": args.config, "machine": machine.describe(),
+        "weights": args.weights, "config": relative_to_root(args.config), "machine": machine.describe(),
         "real_holdout": evaluate(args.config, args.weights, args.real_holdout),
         "rendered_holdout": evaluate(args.config, args.weights, args.rendered_holdout),
         "real_words": real_words(args.config, args.weights),

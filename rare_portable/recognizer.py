@@ -12,7 +12,7 @@ from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .data.preprocess import batch as preprocess_batch, content_width
+from .data.preprocess import batch as preprocess_batch, content_width, turned_both_ways
 from .labels import decode
 from .spec import ModelSpec, SpecError
 
@@ -44,7 +44,21 @@ class Recognizer(ABC):
         return probs
 
     def recognise(self, images: Sequence[np.ndarray], lower: bool = False) -> List[Tuple[str, float]]:
-        """(text, confidence) per RGB HWC uint8 image: the one preprocessing, `predict`, MindOCR's decoding."""
+        """(text, confidence) per RGB HWC uint8 image: the one preprocessing, `predict`, MindOCR's decoding.
+
+        Under Rotate90IfVertical "most_confident" a tall crop is also read turned each way, in batches no larger
+        than `images`, and its most confident reading is kept (the one as it is on a tie)."""
+        readings = self._read(images, lower)
+        turned = [(i, image) for i, crop in enumerate(images) for image in turned_both_ways(crop, self.spec.input)]
+        step = max(len(images), 1)
+        for start in range(0, len(turned), step):
+            chunk = turned[start:start + step]
+            for (i, _), reading in zip(chunk, self._read([image for _, image in chunk], lower)):
+                if reading[1] > readings[i][1]:
+                    readings[i] = reading
+        return readings
+
+    def _read(self, images: Sequence[np.ndarray], lower: bool) -> List[Tuple[str, float]]:
         return decode(self.predict(preprocess_batch(images, self.spec.input)), self.spec.charset, lower=lower)
 
     def recognise_all(self, items: Iterable[Tuple[Key, np.ndarray]], batch_size: int,

@@ -19,6 +19,9 @@ class SpecError(UserError, ValueError):
     """A spec or config that cannot describe a working network; the message names the key."""
 
 
+ROTATE_DIRECTIONS = ("counterclockwise", "clockwise", "most_confident")
+
+
 @dataclass(frozen=True)
 class InputSpec:
     """What the network is fed: preprocessing reads this, exporters store it in artifacts."""
@@ -31,7 +34,9 @@ class InputSpec:
     std: Tuple[float, ...] = (127.0, 127.0, 127.0)
     keep_ratio: bool = False  # resize keeping aspect ratio ...
     padding: bool = False  # ... and pad on the right up to `width`
-    rotate_vertical: Optional[Tuple[float, str]] = None  # MindOCR Rotate90IfVertical: (h/w threshold, direction)
+    # MindOCR Rotate90IfVertical: (h/w threshold, direction). Direction "most_confident" (a rare-portable
+    # extension) reads a tall crop as it is and turned each way, and keeps the most confident reading.
+    rotate_vertical: Optional[Tuple[float, str]] = None
 
     def __post_init__(self):
         if self.color not in ("RGB", "BGR"):
@@ -41,8 +46,8 @@ class InputSpec:
                 raise SpecError(f"input.{key} has {len(getattr(self, key))} values for {self.channels} channels")
         if any(s == 0 for s in self.std):
             raise SpecError("input.std contains 0")
-        if self.rotate_vertical is not None and self.rotate_vertical[1] not in ("counterclockwise", "clockwise"):
-            raise SpecError(f"Rotate90IfVertical.direction must be counterclockwise or clockwise, "
+        if self.rotate_vertical is not None and self.rotate_vertical[1] not in ROTATE_DIRECTIONS:
+            raise SpecError(f"Rotate90IfVertical.direction must be one of {', '.join(ROTATE_DIRECTIONS)}, "
                             f"got {self.rotate_vertical[1]!r}")
         if self.padding and not self.keep_ratio:
             raise SpecError("input.padding needs input.keep_ratio: padding only fills what a ratio-keeping resize leaves")

@@ -48,6 +48,8 @@ def test_overrides_are_yaml_typed_and_reach_the_spec():
     (["model.transform.name=STN_ON", "model.transform.tps_outputsize=[32,64]"], "must equal the input size"),
     (["eval.dataset.transform_pipeline=[{RecResizeNormForInfer: {target_height: 48, target_width: 100}}]"],
      "disagree on the input height"),
+    (["eval.dataset.transform_pipeline=[{DecodeImage: {img_mode: RGB}}, {Rotate90IfVertical: {direction: up}}]"],
+     "Rotate90IfVertical.direction must be one of counterclockwise, clockwise, most_confident, got 'up'"),
     (["common.character_dict_path=nowhere/missing.txt"], "dictionary nowhere/missing.txt not found"),
     (["common.nosuchkey=3"], "--opt common.nosuchkey: "),
     (["common.batch_sise=8"], "(did you mean 'batch_size'?)"),

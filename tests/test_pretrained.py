@@ -63,6 +63,22 @@ def test_predict_without_weights_reads_real_words(tmp_path):
 
 
 @needs_shared
+def test_the_shipped_model_reads_a_word_turned_either_way(tmp_path):
+    """Its config reads crops over 1.5x taller than wide in every orientation (Rotate90IfVertical
+    most_confident): a horizontal word it reads, turned on its side either way, reads the same."""
+    import cv2
+
+    word = cv2.imread(str(REAL_WORDS / "demo_7.png"))  # "underground", 40 x 236 pixels
+    for name, flag in (("up.png", cv2.ROTATE_90_COUNTERCLOCKWISE), ("down.png", cv2.ROTATE_90_CLOCKWISE)):
+        cv2.imwrite(str(tmp_path / name), cv2.rotate(word, flag))
+    out = tmp_path / "rec_results.txt"
+    result = run("predict", tmp_path, "-o", out)
+    assert result.exit_code == 0, result.output
+    read = {line.split("\t")[0]: json.loads(line.split("\t")[1]) for line in out.read_text().splitlines()}
+    assert read == {"up.png": "underground", "down.png": "underground"}
+
+
+@needs_shared
 def test_report_is_reproduced_on_the_held_out_real_words(tmp_path):
     """The IIIT5K held-out block (samples 1501-2000, never trained on), split as the recipe splits it."""
     split = run("lmdb", "split", REAL_VALIDATION / "IIIT5k_train", "--hold-out", 0.25, "-o", tmp_path)

@@ -1,5 +1,6 @@
 """Runtimes: every registered framework runtime gives the same probabilities, and every runtime refuses
 a bad batch the same way before its framework sees it."""
+import dataclasses
 import sys
 
 import numpy as np
@@ -7,6 +8,7 @@ import pytest
 
 from mindocr_recipe import recipe
 from rare_portable import build_model, get_state, load_config
+from rare_portable.charset import NUM_SPECIAL, STOP
 from rare_portable.nets import BackendUnavailable
 from rare_portable.spec import SpecError
 from rare_portable.tolerances import (CONFIDENCE_CROSS_BATCH, EXPORT_SELF_CHECK, FP32_RUNTIME, assert_allclose,
@@ -186,6 +188,55 @@ def test_recognise_all_batches_by_width_and_answers_in_input_order(keep_ratio_co
     assert [text for _, (text, _) in results] == [text for text, _ in alone]
     batched, single = np.array([c for _, (_, c) in results]), np.array([c for _, c in alone])
     assert_within(np.max(np.abs(batched - single) / np.abs(single)), CONFIDENCE_CROSS_BATCH, "confidences")
+
+
+class ReadsTopRows(Runtime):
+    """Reads one letter from how bright the input's top rows are: "a" dark, "b" half, "c" bright, with that
+    brightness as its confidence; so which orientation of a crop it was given shows in the text."""
+
+    name = "reads-top-rows"
+
+    def __init__(self, spec):
+        super().__init__(spec)
+        self.seen = []
+
+    def _predict(self, batch):
+        self.seen.append(len(batch))
+        brightness = (batch[:, 0, :4].mean(axis=(1, 2)) + 1) / 2  # normalised [-1, 1] back to [0, 1]
+        probs = np.zeros((len(batch), self.spec.head.num_steps, self.spec.num_classes), np.float32)
+        letters = np.array([NUM_SPECIAL + self.spec.charset.chars.index(c) for c in "abc"])
+        probs[np.arange(len(batch)), 0, letters[np.rint(brightness * 2).astype(int)]] = 0.1 + 0.8 * brightness
+        probs[:, 1, STOP] = 1.0
+        return probs
+
+
+def with_rotate_vertical(spec, rotate_vertical):
+    return dataclasses.replace(spec, input=dataclasses.replace(spec.input, rotate_vertical=rotate_vertical))
+
+
+@pytest.mark.parametrize("rotate_vertical, letter", [
+    (None, "b"), ((1.5, "counterclockwise"), "a"), ((1.5, "clockwise"), "c"), ((1.5, "most_confident"), "c"),
+    ((3.5, "most_confident"), "b"),  # not tall enough: read as it is
+])
+def test_tall_crops_are_read_in_the_orientation_asked_for(spec, rotate_vertical, letter):
+    """A 60x20 crop, its left half white: turned clockwise the white is on top, counterclockwise at the bottom.
+    "most_confident" reads all three and keeps the most confident (white on top)."""
+    tall = np.zeros((60, 20, 3), np.uint8)
+    tall[:, :10] = 255
+    runtime = ReadsTopRows(with_rotate_vertical(spec, rotate_vertical))
+    (text, confidence), = runtime.recognise([tall])
+    assert text == letter
+    assert runtime.seen == ([1, 1, 1] if rotate_vertical == (1.5, "most_confident") else [1])  # batches of one
+
+
+def test_most_confident_reads_only_tall_crops_again_in_batches_no_larger_than_asked(spec):
+    runtime = ReadsTopRows(with_rotate_vertical(spec, (1.5, "most_confident")))
+    tall = np.zeros((60, 20, 3), np.uint8)
+    tall[:, :10] = 255
+    wide = np.full((20, 60, 3), 255, np.uint8)
+    readings = runtime.recognise([wide, tall, tall])
+    assert [text for text, _ in readings] == ["c", "c", "c"]
+    assert runtime.seen == [3, 3, 1]  # three crops, then each tall one turned two ways: 4 images in batches of 3
 
 
 def test_recognise_all_keeps_input_order_in_batches_without_keep_ratio(spec):

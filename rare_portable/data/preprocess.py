@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
-from typing import Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -61,12 +61,25 @@ def _check_image(image: np.ndarray, spec: InputSpec) -> None:
 ROTATIONS = {"counterclockwise": cv2.ROTATE_90_COUNTERCLOCKWISE, "clockwise": cv2.ROTATE_90_CLOCKWISE}
 
 
+def is_tall(image: np.ndarray, spec: InputSpec) -> bool:
+    """Whether Rotate90IfVertical applies: a height/width ratio above its threshold."""
+    return spec.rotate_vertical is not None and image.shape[0] / image.shape[1] > spec.rotate_vertical[0]
+
+
 def upright(image: np.ndarray, spec: InputSpec) -> np.ndarray:
-    """MindOCR's Rotate90IfVertical, before resizing: tall crops (h/w above the threshold) turned on their side."""
-    if spec.rotate_vertical is None:
+    """MindOCR's Rotate90IfVertical, before resizing: tall crops turned on their side. Under "most_confident"
+    the crop stays as it is; `turned_both_ways` gives the Recognizer its other orientations to read."""
+    if not is_tall(image, spec) or spec.rotate_vertical[1] not in ROTATIONS:
         return image
-    threshold, direction = spec.rotate_vertical
-    return cv2.rotate(image, ROTATIONS[direction]) if image.shape[0] / image.shape[1] > threshold else image
+    return cv2.rotate(image, ROTATIONS[spec.rotate_vertical[1]])
+
+
+def turned_both_ways(image: np.ndarray, spec: InputSpec) -> List[np.ndarray]:
+    """A tall crop turned counterclockwise and clockwise, when Rotate90IfVertical is "most_confident": vertical
+    words run either way (top to bottom on spines, bottom to top on signs), so both are read. None otherwise."""
+    if not is_tall(image, spec) or spec.rotate_vertical[1] != "most_confident":
+        return []
+    return [cv2.rotate(image, flag) for flag in ROTATIONS.values()]
 
 
 def output_width(image: np.ndarray, spec: InputSpec) -> int:
