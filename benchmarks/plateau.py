@@ -51,6 +51,8 @@ CANDIDATES = {
     "guided_attention": ["train.guided_attention_weight=1.0"],
     # The same prior ten times as strong: at 1.0 it was the lowest at the cap, by 0.06.
     "guided_attention_10": ["train.guided_attention_weight=10.0"],
+    # The encoder's CTC loss five times as strong (2.0 -> 10.0): if the plateau waits on the features.
+    "aux_ctc_10": ["train.aux_ctc_weight=10.0"],
     "baseline": [],  # AdamW 2e-3, clip 5, short-word curriculum over 0.5 epoch (1,000 steps), aux CTC 2.0
     "label_smoothing": ["loss.label_smoothing=0.1"],
     # Short words for 200 steps instead of 1,000; and no curriculum at all.
