@@ -64,7 +64,8 @@ def main(argv=None):
                              "samples": len(items), "correct": metric.result()["correct"] if tall else 0})
                 print(f"h/w > {threshold}: {split} {len(tall)} of {len(items)} tall; {rule}: "
                       f"{rows[-1]['correct']} read", flush=True)
-    report = {"weights": str(args.weights), "config": relative_to_root(config_path), "machine": machine.describe(), "rows": rows}
+    report = {"weights": str(args.weights), "config": relative_to_root(config_path), "machine": machine.describe(),
+              "rows": rows}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2) + "\n")
     print(f"wrote {args.json}")
