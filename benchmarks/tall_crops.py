@@ -30,7 +30,9 @@ def main(argv=None):
     from rare_portable.cli import resolve_model
     from rare_portable.config import load_config
     from rare_portable.data.lmdb import LmdbDataset, find_lmdb_datasets
+    from rare_portable.data.preprocess import is_tall
     from rare_portable.evaluation import config_metric
+    from rare_portable.spec import MOST_CONFIDENT
     from runtimes import open_runtime
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -50,19 +52,20 @@ def main(argv=None):
     samples = {path.name: [s for s in LmdbDataset(path) if s.image is not None] for path in splits}
     rows = []
     for threshold in args.threshold:
+        measure = dataclasses.replace(config.spec.input, rotate_vertical=(threshold, MOST_CONFIDENT))
+        tall = {split: [s for s in items if is_tall(s.image, measure)] for split, items in samples.items()}
         for rule, direction in RULES.items():
             rotate = None if direction is None else (threshold, direction)
             spec = dataclasses.replace(config.spec, input=dataclasses.replace(config.spec.input,
                                                                                rotate_vertical=rotate))
             runtime = open_runtime("torch", spec, weights, device="cpu")
-            for split, items in samples.items():
-                tall = [s for s in items if s.image.shape[0] / s.image.shape[1] > threshold]
+            for split, crops in tall.items():
                 metric = config_metric(config)
-                metric.update([text for text, _ in runtime.recognise([s.image for s in tall])] if tall else [],
-                              [s.label for s in tall])
-                rows.append({"threshold": threshold, "rule": rule, "split": split, "tall": len(tall),
-                             "samples": len(items), "correct": metric.result()["correct"] if tall else 0})
-                print(f"h/w > {threshold}: {split} {len(tall)} of {len(items)} tall; {rule}: "
+                metric.update([text for text, _ in runtime.recognise([s.image for s in crops])] if crops else [],
+                              [s.label for s in crops])
+                rows.append({"threshold": threshold, "rule": rule, "split": split, "tall": len(crops),
+                             "samples": len(samples[split]), "correct": metric.result()["correct"] if crops else 0})
+                print(f"h/w > {threshold}: {split} {len(crops)} of {len(samples[split])} tall; {rule}: "
                       f"{rows[-1]['correct']} read", flush=True)
     report = {"weights": str(args.weights), "config": relative_to_root(config_path), "machine": machine.describe(),
               "rows": rows}

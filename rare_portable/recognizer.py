@@ -44,22 +44,26 @@ class Recognizer(ABC):
         return probs
 
     def recognise(self, images: Sequence[np.ndarray], lower: bool = False) -> List[Tuple[str, float]]:
-        """(text, confidence) per RGB HWC uint8 image: the one preprocessing, `predict`, MindOCR's decoding.
-
-        Under Rotate90IfVertical "most_confident" a tall crop is also read turned each way, in batches no larger
-        than `images`, and its most confident reading is kept (the one as it is on a tie)."""
+        """(text, confidence) per RGB HWC uint8 image: the one preprocessing, `predict`, MindOCR's decoding;
+        under Rotate90IfVertical "most_confident", `_keep_most_confident` on top."""
         readings = self._read(images, lower)
-        turned = [(i, image) for i, crop in enumerate(images) for image in turned_both_ways(crop, self.spec.input)]
-        step = max(len(images), 1)
-        for start in range(0, len(turned), step):
-            chunk = turned[start:start + step]
-            for (i, _), reading in zip(chunk, self._read([image for _, image in chunk], lower)):
-                if reading[1] > readings[i][1]:
-                    readings[i] = reading
+        self._keep_most_confident(images, readings, max(len(images), 1), lower)
         return readings
 
     def _read(self, images: Sequence[np.ndarray], lower: bool) -> List[Tuple[str, float]]:
         return decode(self.predict(preprocess_batch(images, self.spec.input)), self.spec.charset, lower=lower)
+
+    def _keep_most_confident(self, images: Sequence[np.ndarray], readings: List[Tuple[str, float]],
+                             batch_size: int, lower: bool) -> None:
+        """Under Rotate90IfVertical "most_confident": the tall crops among `images`, turned each way, are read
+        together in batches of `batch_size`, and a more confident reading replaces the one in `readings`
+        (the crop as it is wins a tie). Nothing happens otherwise."""
+        turned = [(i, image) for i, crop in enumerate(images) for image in turned_both_ways(crop, self.spec.input)]
+        for start in range(0, len(turned), batch_size):
+            chunk = turned[start:start + batch_size]
+            for (i, _), reading in zip(chunk, self._read([image for _, image in chunk], lower)):
+                if reading[1] > readings[i][1]:
+                    readings[i] = reading
 
     def recognise_all(self, items: Iterable[Tuple[Key, np.ndarray]], batch_size: int,
                       lower: bool = False) -> Iterator[Tuple[Key, Tuple[str, float]]]:
@@ -86,8 +90,10 @@ class Recognizer(ABC):
         results: List[Optional[Tuple[str, float]]] = [None] * len(window)
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
-            for i, result in zip(chunk, self.recognise([window[i][1] for i in chunk], lower=lower)):
+            for i, result in zip(chunk, self._read([window[i][1] for i in chunk], lower)):
                 results[i] = result
+        # The window's tall crops turned each way fill whole batches, not a padded batch per batch of crops.
+        self._keep_most_confident([image for _, image in window], results, batch_size, lower)
         return [(key, result) for (key, _), result in zip(window, results)]
 
     def check_batch(self, batch: np.ndarray) -> np.ndarray:

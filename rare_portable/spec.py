@@ -19,7 +19,8 @@ class SpecError(UserError, ValueError):
     """A spec or config that cannot describe a working network; the message names the key."""
 
 
-ROTATE_DIRECTIONS = ("counterclockwise", "clockwise", "most_confident")
+MOST_CONFIDENT = "most_confident"  # Rotate90IfVertical: read a tall crop every way (rare-portable extension)
+ROTATE_DIRECTIONS = ("counterclockwise", "clockwise", MOST_CONFIDENT)
 
 
 @dataclass(frozen=True)

@@ -239,6 +239,20 @@ def test_most_confident_reads_only_tall_crops_again_in_batches_no_larger_than_as
     assert runtime.seen == [3, 3, 1]  # three crops, then each tall one turned two ways: 4 images in batches of 3
 
 
+def test_recognise_all_reads_a_windows_turned_crops_in_whole_batches(spec):
+    """The turned copies of every tall crop in a window share batches, so a runtime that pads each batch to its
+    built size does not run a whole batch for a few turned crops."""
+    runtime = ReadsTopRows(with_rotate_vertical(spec, (1.5, "most_confident")))
+    tall = np.zeros((60, 20, 3), np.uint8)
+    tall[:, :10] = 255
+    wide = np.full((20, 60, 3), 255, np.uint8)
+    crops = [tall, wide, wide, wide, tall, wide, wide, wide]
+    results = list(runtime.recognise_all(enumerate(crops), batch_size=4))
+    assert [key for key, _ in results] == list(range(8))
+    assert [text for _, (text, _) in results] == ["c"] * 8
+    assert runtime.seen == [4, 4, 4]  # 8 crops, then the 2 tall ones turned two ways: one batch, not two of 2
+
+
 def test_recognise_all_keeps_input_order_in_batches_without_keep_ratio(spec):
     """Every image is stretched to the full width: nothing to sort, batches follow the input."""
     runtime = Constant(spec)

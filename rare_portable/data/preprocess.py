@@ -14,7 +14,7 @@ from typing import List, Sequence, Tuple
 import cv2
 import numpy as np
 
-from ..spec import InputSpec
+from ..spec import MOST_CONFIDENT, InputSpec
 from ..errors import UserError
 
 
@@ -77,7 +77,7 @@ def upright(image: np.ndarray, spec: InputSpec) -> np.ndarray:
 def turned_both_ways(image: np.ndarray, spec: InputSpec) -> List[np.ndarray]:
     """A tall crop turned counterclockwise and clockwise, when Rotate90IfVertical is "most_confident": vertical
     words run either way (top to bottom on spines, bottom to top on signs), so both are read. None otherwise."""
-    if not is_tall(image, spec) or spec.rotate_vertical[1] != "most_confident":
+    if not is_tall(image, spec) or spec.rotate_vertical[1] != MOST_CONFIDENT:
         return []
     return [cv2.rotate(image, flag) for flag in ROTATIONS.values()]
 

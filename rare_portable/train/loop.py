@@ -350,7 +350,7 @@ class Trainer:
             and (epoch_number - s.val_start_epoch) % s.val_interval == 0
 
     def _save_epoch(self, validation: Optional[Dict]) -> bool:
-        """best.ckpt when validation improved (returns whether it did), train_resume.ckpt (last.ckpt is saved)."""
+        """best.ckpt when validation improved (returns whether it did), train_resume.ckpt; `_end_epoch` wrote last.ckpt."""
         state, out = self.state, self.settings.output_dir
         improved = validation is not None and validation["acc"] > state.best_acc
         if improved:
