@@ -56,8 +56,8 @@ def main(argv=None):
         tall = {split: [s for s in items if is_tall(s.image, measure)] for split, items in samples.items()}
         for rule, direction in RULES.items():
             rotate = None if direction is None else (threshold, direction)
-            spec = dataclasses.replace(config.spec, input=dataclasses.replace(config.spec.input,
-                                                                               rotate_vertical=rotate))
+            spec = dataclasses.replace(config.spec, input=dataclasses.replace(  # orientation alone: no RereadPadded
+                config.spec.input, rotate_vertical=rotate, reread_padded=None))
             runtime = open_runtime("torch", spec, weights, device="cpu")
             for split, crops in tall.items():
                 metric = config_metric(config)

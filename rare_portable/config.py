@@ -322,6 +322,12 @@ def _input_from_steps(steps: Sequence[Any], split: str) -> Dict[str, Any]:
                        padding=bool(args.get("padding", True)))
         elif op == "Rotate90IfVertical":
             out["rotate_vertical"] = (float(args.get("threshold", 1.5)), str(args.get("direction", "counterclockwise")))
+        elif op == "RereadPadded":  # rare-portable extension (spec.InputSpec.reread_padded)
+            unknown = sorted(set(args) - {"margin", "below_confidence"})
+            if unknown:
+                raise ConfigError(f"{split}.dataset.transform_pipeline: RereadPadded takes margin and "
+                                  f"below_confidence, not {unknown[0]!r}")
+            out["reread_padded"] = (float(args.get("margin", 0.25)), float(args.get("below_confidence", 0.9)))
         elif op == "RecResizeNormForInfer":
             out.update(height=int(args.get("target_height", 32)), width=int(args.get("target_width", 320)),
                        keep_ratio=bool(args.get("keep_ratio", True)),

@@ -12,7 +12,7 @@ from typing import Callable, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from .data.preprocess import batch as preprocess_batch, content_width, turned_both_ways
+from .data.preprocess import batch as preprocess_batch, content_width, padded_for_reread, turned_both_ways
 from .labels import decode
 from .spec import ModelSpec, SpecError
 
@@ -45,7 +45,7 @@ class Recognizer(ABC):
 
     def recognise(self, images: Sequence[np.ndarray], lower: bool = False) -> List[Tuple[str, float]]:
         """(text, confidence) per RGB HWC uint8 image: the one preprocessing, `predict`, MindOCR's decoding;
-        under Rotate90IfVertical "most_confident", `_keep_most_confident` on top."""
+        under Rotate90IfVertical "most_confident" or RereadPadded, `_keep_most_confident` on top."""
         readings = self._read(images, lower)
         self._keep_most_confident(images, readings, max(len(images), 1), lower)
         return readings
@@ -55,15 +55,27 @@ class Recognizer(ABC):
 
     def _keep_most_confident(self, images: Sequence[np.ndarray], readings: List[Tuple[str, float]],
                              batch_size: int, lower: bool) -> None:
-        """Under Rotate90IfVertical "most_confident": the tall crops among `images`, turned each way, are read
-        together in batches of `batch_size`, and a more confident reading replaces the one in `readings`
-        (the crop as it is wins a tie). Nothing happens otherwise."""
-        turned = [(i, image) for i, crop in enumerate(images) for image in turned_both_ways(crop, self.spec.input)]
-        for start in range(0, len(turned), batch_size):
-            chunk = turned[start:start + batch_size]
-            for (i, _), reading in zip(chunk, self._read([image for _, image in chunk], lower)):
+        """Other readings of some crops, read together in batches of `batch_size`; a more confident one replaces
+        the one in `readings` (the first reading wins a tie). Under Rotate90IfVertical "most_confident", every
+        tall crop turned each way; then, under RereadPadded, every crop still below its confidence, padded in
+        the orientation that gave its reading."""
+        read_from = list(images)
+        self._read_instead(
+            [(i, image) for i, crop in enumerate(images) for image in turned_both_ways(crop, self.spec.input)],
+            readings, read_from, batch_size, lower)
+        if self.spec.input.reread_padded is not None:
+            below = self.spec.input.reread_padded[1]
+            self._read_instead([(i, padded_for_reread(read_from[i], self.spec.input))
+                                for i in range(len(images)) if readings[i][1] < below],
+                               readings, read_from, batch_size, lower)
+
+    def _read_instead(self, others: List[Tuple[int, np.ndarray]], readings: List[Tuple[str, float]],
+                      read_from: List[np.ndarray], batch_size: int, lower: bool) -> None:
+        for start in range(0, len(others), batch_size):
+            chunk = others[start:start + batch_size]
+            for (i, image), reading in zip(chunk, self._read([image for _, image in chunk], lower)):
                 if reading[1] > readings[i][1]:
-                    readings[i] = reading
+                    readings[i], read_from[i] = reading, image
 
     def recognise_all(self, items: Iterable[Tuple[Key, np.ndarray]], batch_size: int,
                       lower: bool = False) -> Iterator[Tuple[Key, Tuple[str, float]]]:
@@ -92,7 +104,7 @@ class Recognizer(ABC):
             chunk = order[start:start + batch_size]
             for i, result in zip(chunk, self._read([window[i][1] for i in chunk], lower)):
                 results[i] = result
-        # The window's tall crops turned each way fill whole batches, not a padded batch per batch of crops.
+        # The window's other readings fill whole batches, not a padded batch per batch of crops.
         self._keep_most_confident([image for _, image in window], results, batch_size, lower)
         return [(key, result) for (key, _), result in zip(window, results)]
 

@@ -38,6 +38,10 @@ class InputSpec:
     # MindOCR Rotate90IfVertical: (h/w threshold, direction). Direction "most_confident" (a rare-portable
     # extension) reads a tall crop as it is and turned each way, and keeps the most confident reading.
     rotate_vertical: Optional[Tuple[float, str]] = None
+    # RereadPadded (a rare-portable extension): (margin, below_confidence). A reading less confident than
+    # below_confidence is read again with the crop's edge pixels repeated `margin` x its height on every side,
+    # and the more confident reading is kept: tight real crops cut letters' edges that rendered words keep.
+    reread_padded: Optional[Tuple[float, float]] = None
 
     def __post_init__(self):
         if self.color not in ("RGB", "BGR"):
@@ -50,6 +54,12 @@ class InputSpec:
         if self.rotate_vertical is not None and self.rotate_vertical[1] not in ROTATE_DIRECTIONS:
             raise SpecError(f"Rotate90IfVertical.direction must be one of {', '.join(ROTATE_DIRECTIONS)}, "
                             f"got {self.rotate_vertical[1]!r}")
+        if self.reread_padded is not None:
+            margin, below = self.reread_padded
+            if not 0 < margin <= 1:
+                raise SpecError(f"RereadPadded.margin must be in (0, 1] (a fraction of the crop's height), got {margin}")
+            if not 0 < below <= 1:
+                raise SpecError(f"RereadPadded.below_confidence must be in (0, 1], got {below}")
         if self.padding and not self.keep_ratio:
             raise SpecError("input.padding needs input.keep_ratio: padding only fills what a ratio-keeping resize leaves")
 

@@ -79,6 +79,28 @@ def test_the_shipped_model_reads_a_word_turned_either_way(tmp_path):
 
 
 @needs_shared
+def test_the_shipped_model_reads_an_unsure_crop_again_padded():
+    """Its config reads a crop again with its edges repeated when unsure (RereadPadded): IIIT5K's held-out sample
+    1560, "Customers", cut close at its left and right, reads "gustomgrs" as it is."""
+    import dataclasses
+
+    import lmdb
+
+    from rare_portable.data.preprocess import decode_image
+    from runtimes import open_runtime
+
+    env = lmdb.open(str(REAL_VALIDATION / "IIIT5k_train"), readonly=True, lock=False)
+    with env.begin() as txn:
+        crop = decode_image(txn.get(b"image-000001560"), "IIIT5k_train sample 1560")
+    env.close()
+    spec = load_config(DEFAULT_MODEL).spec
+    assert spec.input.reread_padded == (0.25, 0.9)
+    once = dataclasses.replace(spec, input=dataclasses.replace(spec.input, reread_padded=None))
+    assert open_runtime("torch", once, DEFAULT_MODEL).recognise([crop], lower=True)[0][0] != "customers"
+    assert open_runtime("torch", spec, DEFAULT_MODEL).recognise([crop], lower=True)[0][0] == "customers"
+
+
+@needs_shared
 def test_report_is_reproduced_on_the_held_out_real_words(tmp_path):
     """The IIIT5K held-out block (samples 1501-2000, never trained on), split as the recipe splits it."""
     split = run("lmdb", "split", REAL_VALIDATION / "IIIT5k_train", "--hold-out", 0.25, "-o", tmp_path)

@@ -253,6 +253,52 @@ def test_recognise_all_reads_a_windows_turned_crops_in_whole_batches(spec):
     assert runtime.seen == [4, 4, 4]  # 8 crops, then the 2 tall ones turned two ways: one batch, not two of 2
 
 
+def with_reread_padded(spec, reread_padded, rotate_vertical=None):
+    return dataclasses.replace(spec, input=dataclasses.replace(spec.input, reread_padded=reread_padded,
+                                                               rotate_vertical=rotate_vertical))
+
+
+def white_top_rows(height, width, rows):
+    crop = np.zeros((height, width, 3), np.uint8)
+    crop[:rows] = 255
+    return crop
+
+
+def test_unsure_readings_are_read_again_padded_and_the_more_confident_kept(spec):
+    """A 20x60 crop, its top 2 rows white: resized to 32 rows, the stub's top 4 rows are 80% white (confidence
+    0.74); padded by a quarter of its height (5 rows of white repeated on top), all white (0.9). A white crop
+    reads at 0.9 at once and is not read again."""
+    unsure, sure = white_top_rows(20, 60, 2), white_top_rows(20, 60, 20)
+    runtime = ReadsTopRows(with_reread_padded(spec, (0.25, 0.9)))
+    (text, unsure_confidence), (_, sure_confidence) = runtime.recognise([unsure, sure])
+    assert text == "c" and unsure_confidence == pytest.approx(0.9, abs=0.01) and sure_confidence == pytest.approx(0.9, abs=0.01)
+    assert runtime.seen == [2, 1]  # both, then the unsure one padded
+    plain = ReadsTopRows(spec).recognise([unsure])[0][1]
+    assert plain == pytest.approx(0.74, abs=0.02)
+    below_it = ReadsTopRows(with_reread_padded(spec, (0.25, 0.7)))  # 0.74 is sure enough: read once
+    assert below_it.recognise([unsure])[0][1] == pytest.approx(plain) and below_it.seen == [1]
+
+
+def test_a_tall_crop_is_read_again_padded_in_the_orientation_that_won(spec):
+    """A 60x20 crop, its left 2 columns white: turned clockwise it is the unsure crop above (0.74), and only that
+    orientation padded reads at 0.9; padded as it is, it reads dark (under 0.3)."""
+    tall = np.zeros((60, 20, 3), np.uint8)
+    tall[:, :2] = 255
+    runtime = ReadsTopRows(with_reread_padded(spec, (0.25, 0.9), rotate_vertical=(1.5, "most_confident")))
+    (text, confidence), = runtime.recognise([tall])
+    assert text == "c" and confidence == pytest.approx(0.9, abs=0.01)
+    assert runtime.seen == [1, 1, 1, 1]  # as it is, each way turned, then padded
+
+
+def test_recognise_all_reads_a_windows_padded_crops_in_whole_batches(spec):
+    runtime = ReadsTopRows(with_reread_padded(spec, (0.25, 0.9)))
+    unsure, sure = white_top_rows(20, 60, 2), white_top_rows(20, 60, 20)
+    crops = [unsure, sure, sure, sure, unsure, sure, sure, sure]
+    results = list(runtime.recognise_all(enumerate(crops), batch_size=4))
+    assert [confidence for _, (_, confidence) in results] == pytest.approx([0.9] * 8, abs=0.01)
+    assert runtime.seen == [4, 4, 2]  # 8 crops, then the 2 unsure ones padded in one batch
+
+
 def test_recognise_all_keeps_input_order_in_batches_without_keep_ratio(spec):
     """Every image is stretched to the full width: nothing to sort, batches follow the input."""
     runtime = Constant(spec)

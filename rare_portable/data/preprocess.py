@@ -82,6 +82,13 @@ def turned_both_ways(image: np.ndarray, spec: InputSpec) -> List[np.ndarray]:
     return [cv2.rotate(image, flag) for flag in ROTATIONS.values()]
 
 
+def padded_for_reread(image: np.ndarray, spec: InputSpec) -> np.ndarray:
+    """The crop with its edge pixels repeated RereadPadded.margin x its height on every side: the second
+    reading of an unsure crop (`Recognizer`), whose letters may touch or cross the crop's edges."""
+    pixels = max(1, round(spec.reread_padded[0] * image.shape[0]))
+    return cv2.copyMakeBorder(image, pixels, pixels, pixels, pixels, cv2.BORDER_REPLICATE)
+
+
 def output_width(image: np.ndarray, spec: InputSpec) -> int:
     """The CHW width `preprocess` produces: fixed unless keep_ratio is on without padding."""
     image = upright(image, spec)
