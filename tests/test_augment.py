@@ -32,6 +32,26 @@ def test_nothing_changes_when_every_probability_is_zero():
     assert all(np.array_equal(aug.augment(image, off, rng(s)), image) for s in range(20))
 
 
+def test_padding_repeats_the_edges_up_to_the_margin():
+    """pad_p widens each side by up to pad_margin x height, repeating the crop's edge pixels outwards."""
+    image = np.random.default_rng(7).integers(0, 256, (20, 50, 3), dtype=np.uint8)  # a unique place for the crop
+    h, w = image.shape[:2]
+    only_pad = aug.AugmentSettings(geometry_p=0, deterioration_p=0, colorjitter_p=0, pad_p=1, pad_margin=0.5)
+    sides = []
+    for seed in range(20):
+        padded = aug.augment(image, only_pad, rng(seed))
+        matches = [(t, l) for t in range(padded.shape[0] - h + 1) for l in range(padded.shape[1] - w + 1)
+                   if np.array_equal(padded[t:t + h, l:l + w], image)]
+        assert len(matches) == 1
+        (t, l), = matches
+        b, r = padded.shape[0] - h - t, padded.shape[1] - w - l
+        assert all(0 <= side <= h // 2 for side in (t, b, l, r))
+        assert (padded[:t, l:l + w] == image[0]).all() and (padded[t + h:, l:l + w] == image[-1]).all()
+        assert (padded[t:t + h, :l] == image[:, :1]).all() and (padded[t:t + h, l + w:] == image[:, -1:]).all()
+        sides += [t, b, l, r]
+    assert min(sides) <= 1 and max(sides) >= h // 2 - 1  # the whole range is drawn
+
+
 def test_rotation_turns_the_text_by_the_drawn_angle():
     """A horizontal bar rotated by a known angle: the principal axis of its pixels has that angle."""
     bar = np.zeros((40, 120, 3), np.uint8)
@@ -69,7 +89,7 @@ def test_colour_jitter_keeps_the_shape_and_changes_the_colours():
 @pytest.mark.parametrize("shape", [(1, 1, 3), (2, 50, 3), (50, 2, 3), (7, 300, 3), (120, 40, 3), (32, 100, 1)])
 def test_any_crop_size_comes_out_a_usable_image(shape):
     image = np.random.default_rng(1).integers(0, 256, shape, dtype=np.uint8)
-    strong = aug.AugmentSettings(aug_type=1, geometry_p=1, deterioration_p=1, colorjitter_p=1)
+    strong = aug.AugmentSettings(aug_type=1, geometry_p=1, deterioration_p=1, colorjitter_p=1, pad_p=0.5)
     for seed in range(40):
         out = aug.augment(image, strong, rng(seed))
         assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[2] == shape[2] and min(out.shape[:2]) >= 1
@@ -102,6 +122,8 @@ def test_the_pipeline_reads_svtrrecaug_as_paddleocr_writes_it():
     ({"scale": 2}, "scale must be \\[low, high\\]"),
     ({"scale": [2.0, 0.5]}, "0 < low <= high"),
     ({"degrees": -5}, "degrees must be a number >= 0"),
+    ({"pad_p": 2}, "pad_p must be a probability"),
+    ({"pad_margin": -0.1}, "pad_margin must be a number >= 0"),
 ])
 def test_bad_svtrrecaug_settings_name_the_key(args, message):
     with pytest.raises(ConfigError, match=message):

@@ -33,6 +33,11 @@ class AugmentSettings:
     geometry_p: float = 0.5
     deterioration_p: float = 0.25
     colorjitter_p: float = 0.25
+    # A rare-portable extension (0: off, as in SVTRRecAug): the crop's edge pixels repeated on each side, up to
+    # pad_margin x its height, before the rest. Real crops are cut close to the letters, rendered ones are not;
+    # RereadPadded reads an unsure crop padded, and this lets training see real crops that way too.
+    pad_p: float = 0.0
+    pad_margin: float = 0.3
     # Magnitudes (SVTRRecAug's: rotation and shear in degrees, perspective as a fraction of the side).
     degrees: float = 45.0
     scale: tuple = (0.5, 2.0)
@@ -79,6 +84,8 @@ def _number(value) -> bool:
 def augment(image: np.ndarray, settings: AugmentSettings, rng: np.random.Generator) -> np.ndarray:
     """An HWC uint8 image, changed by each part that `rng` draws; same channels, any size."""
     steps = []
+    if settings.pad_p and rng.random() < settings.pad_p:  # no draw when off: runs without it see the same pixels
+        steps.append(_pad_edges)
     if rng.random() < settings.geometry_p:
         geometric = (_rotate, _affine, _perspective)
         chosen = rng.permutation(3)[: rng.integers(1, 4)] if settings.aug_type else [rng.integers(0, 3)]
@@ -155,6 +162,12 @@ def _perspective(image, settings: AugmentSettings, rng):
     if cv2.contourArea(target) < 1:
         return image
     return _warp_to_fit(image, cv2.getPerspectiveTransform(source, target).astype(np.float64), rng)
+
+
+def _pad_edges(image, settings: AugmentSettings, rng):
+    """Each side widened by up to pad_margin x the crop's height, its edge pixels repeated."""
+    top, bottom, left, right = np.rint(rng.uniform(0, settings.pad_margin * image.shape[0], 4)).astype(int)
+    return cv2.copyMakeBorder(image, top, bottom, left, right, cv2.BORDER_REPLICATE)
 
 
 def _noise(image, settings: AugmentSettings, rng):

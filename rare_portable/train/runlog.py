@@ -64,7 +64,8 @@ def option_lines(s: TrainSettings, curriculum_steps: int) -> List[str]:
     aug = s.train_data.augmentation
     if aug is not None:
         lines.append(f"augmentation: SVTRRecAug (aug_type {aug.aug_type}; geometry {aug.geometry_p:g}, "
-                     f"deterioration {aug.deterioration_p:g}, colour jitter {aug.colorjitter_p:g})")
+                     f"deterioration {aug.deterioration_p:g}, colour jitter {aug.colorjitter_p:g}"
+                     + (f", edges padded {aug.pad_p:g} up to {aug.pad_margin:g} x height" if aug.pad_p else "") + ")")
     if s.curriculum:
         lines.append(f"curriculum: labels up to {s.curriculum.start_max_len} characters at first, all lengths after "
                      f"{curriculum_steps} steps")
