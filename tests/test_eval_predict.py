@@ -103,12 +103,24 @@ def test_eval_reports_each_lmdb_of_a_tree_and_both_means(weights, tree, tmp_path
                                        "samples": 7}
     assert report["metric"] == {"ignore_space": True, "filter_ood": True, "lower": True, "ignore_symbol": False}
     assert report["backend"] == "torch" and report["batch_size"] == 3
+    assert report["reading"] == [] and "read: each crop once, as it is\n" in result.output
 
     table = {line.split("  ")[0].strip(): line.split() for line in result.output.splitlines()}
     assert table["evaluation/a"][1:5] == ["4", "0", f"{accs['a']:.4f}", f"{accs['a']:.4f}"]
     assert table["evaluation/b"][1:5] == ["3", "0", f"{accs['b']:.4f}", f"{accs['b']:.4f}"]
     assert table["mean of 2 datasets (MindOCR)"][-2:] == [f"{unweighted:.4f}"] * 2
     assert table["mean weighted by samples"][-3:] == ["7", f"{weighted:.4f}", f"{weighted:.4f}"]
+
+
+def test_eval_says_how_the_shipped_model_reads_beyond_mindocrs_way(tree, tmp_path):
+    """The shipped config reads tall crops every way and unsure crops again: the figures are not MindOCR's
+    one reading per crop, and the output says so."""
+    result = rare("eval", "-w", "rare_small_en", "--data", tree, "--json", tmp_path / "r.json")
+    assert result.exit_code == 0, result.output + result.stderr
+    assert json.loads((tmp_path / "r.json").read_text())["reading"] == [
+        "crops over 1.5x taller than wide also read turned each way, the most confident reading kept",
+        "readings less confident than 0.9 read again with the edges repeated 0.25x the height, the more confident kept"]
+    assert "read: each crop once, as it is; crops over 1.5x taller" in result.output
 
 
 def test_metric_options_come_from_the_config(weights, tree, tmp_path):

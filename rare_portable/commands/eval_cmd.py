@@ -266,8 +266,9 @@ def eval_command(config, opts, weights, backends, artifacts, device, data, label
     if not results:
         raise click.ClickException("no backend could run: " + "; ".join(f"{b}: {w}" for b, w in skipped.items()))
     metric = {k: getattr(config_metric(rare_config), k) for k in METRIC_FLAGS}
+    reading = list(rare_config.spec.input.reading_rules())
     run = {"config": rare_config.source, "opts": list(opts), "device": device, "batch_size": batch_size,
-           "limit": limit, "metric": metric}
+           "limit": limit, "metric": metric, "reading": reading}
     if len(backends) == 1:
         only = results[0]
         click.echo(format_table(only.datasets, only.summary))
@@ -285,6 +286,7 @@ def eval_command(config, opts, weights, backends, artifacts, device, data, label
             click.echo(f"{backend}: skipped: {why}", err=True)
         report = {**run, "backends": [r.to_json() for r in results], "agreement": list(agreements.values()),
                   "skipped": skipped}
+    click.echo("read: each crop once, as it is" + "".join(f"; {rule}" for rule in reading))
     if json_path is not None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
