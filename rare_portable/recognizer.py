@@ -71,6 +71,8 @@ class Recognizer(ABC):
 
     def _read_instead(self, others: List[Tuple[int, np.ndarray]], readings: List[Tuple[str, float]],
                       read_from: List[np.ndarray], batch_size: int, lower: bool) -> None:
+        """Reads (crop index, image) pairs in batches; a more confident reading replaces `readings[i]`, and its
+        image `read_from[i]`."""
         for start in range(0, len(others), batch_size):
             chunk = others[start:start + batch_size]
             for (i, image), reading in zip(chunk, self._read([image for _, image in chunk], lower)):
