@@ -64,13 +64,13 @@ class InputSpec:
             raise SpecError("input.padding needs input.keep_ratio: padding only fills what a ratio-keeping resize leaves")
 
     def reading_rules(self) -> Tuple[str, ...]:
-        """What a `Recognizer` reads beyond each crop once as it is (MindOCR's way), in words, for reports."""
+        """What a `Recognizer` does beyond reading each crop once as it is, in words, for reports."""
         rules = []
         if self.rotate_vertical is not None:
             threshold, direction = self.rotate_vertical
             rules.append(f"crops over {threshold:g}x taller than wide " + (
                 "also read turned each way, the most confident reading kept" if direction == MOST_CONFIDENT
-                else f"turned {direction}"))
+                else f"read turned {direction} instead"))
         if self.reread_padded is not None:
             margin, below = self.reread_padded
             rules.append(f"readings less confident than {below:g} read again with the edges repeated {margin:g}x "

@@ -26,6 +26,7 @@ def test_mindocr_recipes_read_unchanged():
     assert (ch.neck.hidden_size, ch.head.batch_max_length, ch.sequence_length) == (64, 40, 80)
     assert len(ch.charset.chars) == 6623 and "\u3000" in ch.charset.chars
     assert ch.input.rotate_vertical == (2.0, "counterclockwise")
+    assert ch.input.reading_rules() == ("crops over 2x taller than wide read turned counterclockwise instead",)
     assert en.input.rotate_vertical is None
 
 
