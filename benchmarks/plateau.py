@@ -101,7 +101,6 @@ def encoder_reads(config, run_dir: Path, held_out: Path, limit: int = 500):
     words while the attention loss is still high waits on the attention; one that reads nothing waits on
     its features."""
     import mindspore as ms
-    import numpy as np
 
     from rare_portable.charset import NUM_SPECIAL
     from rare_portable.data.lmdb import LmdbDataset
