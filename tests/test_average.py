@@ -9,7 +9,7 @@ import pytest
 
 from rare_portable.api import build_model
 from rare_portable.train.average import average_file
-from rare_portable.weights import read_state, save_weights
+from rare_portable.weights import get_state, read_state, save_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,6 +30,22 @@ def test_every_tensor_is_the_mean_of_the_runs_and_the_result_loads(tmp_path):
     differing = [name for name in averaged if not np.array_equal(states[0][name], states[1][name])]
     assert differing and not any(np.array_equal(averaged[name], states[0][name]) for name in differing)
     build_model("rare_tiny", "torch", weights=output)  # strict: every tensor of the network, right shapes
+
+
+def test_float16_stores_the_mean_rounded_in_half_the_file_and_loads_as_float32(tmp_path):
+    runs = [run_weights(tmp_path, seed) for seed in (1, 2)]
+    full, half = tmp_path / "full.safetensors", tmp_path / "half.safetensors"
+    average_file("rare_tiny", [str(p) for p in runs], full)
+    assert "stored as float16" in average_file("rare_tiny", [str(p) for p in runs], half, float16=True)
+    mean, stored = read_state(full), read_state(half)
+    assert set(stored) == set(mean) and {v.dtype for v in stored.values()} == {np.dtype(np.float16)}
+    for name, value in stored.items():
+        np.testing.assert_array_equal(value, mean[name].astype(np.float16), err_msg=name)
+    assert half.stat().st_size < 0.55 * full.stat().st_size
+    loaded = get_state(build_model("rare_tiny", "torch", weights=half))  # the float32 network
+    for name, value in loaded.items():
+        assert value.dtype == np.float32, name
+        np.testing.assert_array_equal(value, stored[name].astype(np.float32), err_msg=name)
 
 
 def average_main(*args):

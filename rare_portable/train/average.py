@@ -5,7 +5,10 @@ weights (a "model soup", Wortsman et al. 2022) reads about as well as the best o
 averages away the noise each run's last steps leave. Batch-norm statistics are averaged like every other tensor.
 The shipped model's recipe measures it before using it (rare_portable/pretrained/rare_small_en.md).
 
-    python -m rare_portable.train.average -c CONFIG -w RUN1 RUN2 [RUN3 ...] -o averaged.safetensors
+    python -m rare_portable.train.average -c CONFIG -w RUN1 RUN2 [RUN3 ...] -o averaged.safetensors [--float16]
+
+--float16 stores the mean's floating-point tensors as float16: half the file, and every loader here reads them
+back into the float32 network (the shipped model is stored so; its recipe measures that it reads the same).
 """
 from __future__ import annotations
 
@@ -26,8 +29,15 @@ def average_states(states: Sequence[State]) -> State:
             for name, value in states[0].items()}
 
 
-def average_file(config: str, weights: Sequence[str], output: Path) -> str:
-    """Write the mean of `weights` (each must fit `config`'s network); the line that says what was done."""
+def as_float16(state: State) -> State:
+    """Floating-point tensors as float16 (what they round to), the others unchanged."""
+    return {name: value.astype(np.float16) if np.issubdtype(value.dtype, np.floating) else value
+            for name, value in state.items()}
+
+
+def average_file(config: str, weights: Sequence[str], output: Path, float16: bool = False) -> str:
+    """Write the mean of `weights` (each must fit `config`'s network), stored as float16 with `float16`; the
+    line that says what was done."""
     refuse_existing(output)
     if len(weights) < 2:
         raise UserError(f"average: -w names {len(weights)} weights file(s); give two or more runs to average")
@@ -36,8 +46,10 @@ def average_file(config: str, weights: Sequence[str], output: Path) -> str:
     for path in weights:
         load_weights(net, path)  # strict: each must fit the config's network
         states.append(get_state(net))
-    write_state(average_states(states), output)
-    return f"{output}: the mean of {len(weights)} weights files ({', '.join(map(str, weights))})"
+    mean = average_states(states)
+    write_state(as_float16(mean) if float16 else mean, output)
+    stored = ", stored as float16" if float16 else ""
+    return f"{output}: the mean of {len(weights)} weights files ({', '.join(map(str, weights))}){stored}"
 
 
 def main(argv: Sequence[str] = None) -> None:
@@ -45,8 +57,9 @@ def main(argv: Sequence[str] = None) -> None:
     parser.add_argument("-c", "--config", required=True, help="the network's config (yaml or name)")
     parser.add_argument("-w", "--weights", nargs="+", required=True, help="the runs' weights (files or shipped names)")
     parser.add_argument("-o", "--output", type=Path, required=True, help="the averaged weights (.safetensors)")
+    parser.add_argument("--float16", action="store_true", help="store the mean as float16 (half the file)")
     args = parser.parse_args(argv)
-    print_or_exit(lambda: average_file(args.config, args.weights, args.output))
+    print_or_exit(lambda: average_file(args.config, args.weights, args.output, args.float16))
 
 
 if __name__ == "__main__":
