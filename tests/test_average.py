@@ -9,7 +9,7 @@ import pytest
 
 from rare_portable.api import build_model
 from rare_portable.train.average import average_file
-from rare_portable.weights import get_state, read_state, save_weights
+from rare_portable.weights import get_state, read_state, save_weights, write_state
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,11 +53,17 @@ def average_main(*args):
                           capture_output=True, text=True)
 
 
-@pytest.mark.parametrize("case", ["one run", "exists", "wrong weights", "missing"])
+@pytest.mark.parametrize("case", ["one run", "exists", "wrong weights", "missing", "beyond float16"])
 def test_bad_input_is_one_line_naming_the_fix_and_writes_nothing(tmp_path, case):
     runs, config = [run_weights(tmp_path, 1), run_weights(tmp_path, 2)], "rare_tiny"
     missing = tmp_path / "nowhere.safetensors"
     output = tmp_path / "averaged.safetensors"
+    options = []
+    if case == "beyond float16":
+        state = read_state(runs[1])
+        state["head.generator.bias"] = np.full_like(state["head.generator.bias"], 2e5)
+        write_state(state, runs[1])
+        options = ["--float16"]
     if case == "one run":
         runs = runs[:1]
     if case == "exists":
@@ -66,11 +72,12 @@ def test_bad_input_is_one_line_naming_the_fix_and_writes_nothing(tmp_path, case)
         config = "rare_small"
     if case == "missing":
         runs[1] = missing
-    done = average_main("-c", config, "-w", *runs, "-o", output)
+    done = average_main("-c", config, "-w", *runs, "-o", output, *options)
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
     expected = {"one run": ["two or more"], "exists": ["choose another -o"], "wrong weights": [str(runs[0])],
-                "missing": [str(missing), "no such weights file"]}[case]
+                "missing": [str(missing), "no such weights file"],
+                "beyond float16": ["head.generator.bias", "leave out --float16"]}[case]
     assert all(part in lines[0] for part in expected), lines[0]
     assert output.read_bytes() == b"keep me" if case == "exists" else not output.exists()

@@ -30,7 +30,13 @@ def average_states(states: Sequence[State]) -> State:
 
 
 def as_float16(state: State) -> State:
-    """Floating-point tensors as float16 (what they round to), the others unchanged."""
+    """Floating-point tensors as float16 (what they round to), the others unchanged; a tensor beyond float16's
+    range (it would turn to inf) is an error naming it."""
+    limit = float(np.finfo(np.float16).max)
+    for name, value in state.items():
+        if np.issubdtype(value.dtype, np.floating) and value.size and float(np.abs(value).max()) > limit:
+            raise UserError(f"average --float16: {name} holds {float(np.abs(value).max()):.3g}, beyond float16's "
+                            f"{limit:g}; store it in float32 (leave out --float16)")
     return {name: value.astype(np.float16) if np.issubdtype(value.dtype, np.floating) else value
             for name, value in state.items()}
 
