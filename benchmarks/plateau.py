@@ -62,8 +62,6 @@ CANDIDATES = {
     # Short words for 200 steps instead of 1,000; and no curriculum at all.
     "fast_curriculum": ["train.curriculum.epochs=0.1"],
     "no_curriculum": ["train.curriculum=null"],
-    # Float32 throughout instead of MindOCR's O2 mixed precision: if float16 gradients slow the encoder.
-    "float32": ["system.amp_level=O0"],
     # Easier words: lower case only, matplotlib's ~40 fonts, synthetic backgrounds (the demo's old renderer).
     "easy_words": ["train.dataset.data_dir=train_easy"],
 }
