@@ -56,13 +56,9 @@ def main(argv=None):
 
     metric = config_metric(config)
 
-    def correct(text: str, label: str) -> bool:
-        pred, truth = metric.normalise(text, label)
-        return pred == truth
-
     def read(runtime, crops):
         """(confidence, correct) per crop, MindOCR's metric."""
-        return [(confidence, correct(text, sample.label))
+        return [(confidence, metric.is_correct(text, sample.label))
                 for (text, confidence), sample in zip(runtime.recognise([s.image for s in crops]), crops)]
 
     def measure(folder: Path, margins, belows, tag: str):

@@ -47,6 +47,11 @@ class RecMetric:
             pred, label = SYMBOL.sub("", pred), SYMBOL.sub("", label)
         return pred, label
 
+    def is_correct(self, pred: str, label: str) -> bool:
+        """Whether one pair counts as read (what `update` adds to `correct`)."""
+        pred, label = self.normalise(pred, label)
+        return pred == label
+
     def update(self, preds: Sequence[str], labels: Sequence[str]) -> None:
         if len(preds) != len(labels):
             raise ValueError(f"{len(preds)} predictions for {len(labels)} labels; pass one prediction per label")

@@ -16,6 +16,15 @@ def test_mindocr_docstring_example():
     assert (result["correct"], result["total"]) == (1, 2)
 
 
+def test_is_correct_judges_one_pair_by_the_same_rules():
+    """The per-crop check the benchmarks use: the MindOCR example's pairs, one right and one wrong."""
+    metric = RecMetric(ALNUM)
+    assert metric.is_correct("ba", "ba") and metric.is_correct("BaXlaLa", "ba xla la!")
+    assert not metric.is_correct("balala", "ba xla la!") and not metric.is_correct("a-b", "a-b")
+    assert RecMetric(ALNUM, lower=False).is_correct("ABC", "abc") is False
+    assert metric.total == 0  # a judgement, not an update
+
+
 def test_out_of_dictionary_characters_are_removed_from_the_label_only():
     # label "a-b" -> "ab", prediction keeps '-': one deletion over length 3.
     result = rec_metric(["a-b"], ["a-b"], ALNUM)

@@ -36,9 +36,13 @@ class AuxiliaryCTC(nn.Cell):
                                 name=AUX_CTC_PREFIX + "weight")
         self.bias = Parameter(Tensor(np.zeros(num_classes, np.float32)), name=AUX_CTC_PREFIX + "bias")
 
+    def logits(self, features):
+        """Per-column class scores [T, N, C] of `features` [T, N, F] (time-major); class 0 is the blank."""
+        return ops.matmul(features.astype(ms.float32), self.weight.T) + self.bias
+
     def construct(self, features, targets):
         """`features` [T, N, F] time-major; `targets` [N, 1 + steps] as the attention loss takes them."""
-        log_probs = ops.log_softmax(ops.matmul(features.astype(ms.float32), self.weight.T) + self.bias, -1)
+        log_probs = ops.log_softmax(self.logits(features), -1)
         labels = targets[:, 1:].astype(ms.int32)
         label_lengths = (labels >= 2).astype(ms.int32).sum(1)  # characters; STOP (1) and padding (0) are not
         input_lengths = ops.fill(ms.int32, (features.shape[1],), features.shape[0])
