@@ -88,6 +88,8 @@ def main(argv=None):
                         help="with --ship: ship when every real split and real_words read exactly as the shipped")
     parser.add_argument("--name", default="rare_small_en")
     args = parser.parse_args(argv)
+    if args.same_model and not args.ship:
+        parser.error("--same-model chooses how --ship decides; add --ship, or leave it out to only write the report")
 
     report = {
         "weights": args.weights, "config": relative_to_root(args.config), "machine": machine.describe(),
