@@ -372,6 +372,15 @@ def word_accuracy(predicted, labels) -> float:
     return sum(normalise(p) == normalise(t) for p, t in zip(predicted, labels)) / len(labels)
 
 
+def read_by_either(first, second, labels) -> dict:
+    """How two recognizers' right words overlap: what one reads and the other does not says how far apart
+    they are, and the words neither reads bound what either could learn from the other."""
+    right = [(normalise(a) == normalise(t), normalise(b) == normalise(t)) for a, b, t in zip(first, second, labels)]
+    return {"words": len(right), "both": sum(a and b for a, b in right), "first_only": sum(a and not b for a, b in right),
+            "second_only": sum(b and not a for a, b in right), "neither": sum(not (a or b) for a, b in right),
+            "either": round(sum(a or b for a, b in right) / len(right), 4)}
+
+
 def render_words(count: int, seed: int):
     from rare_portable.data.synth import WordRenderer, make_plan
     renderer = WordRenderer(make_plan(seed=seed))
@@ -519,8 +528,18 @@ def child_real(args) -> dict:
             start += len(part)
         accuracy[name] = {**per_split, "mean": round(sum(per_split.values()) / len(per_split), 4)}
     ratios = over_rapidocr(result["img_per_s"])
+    ours, peer = f"ours_{DEFAULT_MODEL}_b1", "rapidocr_ppocrv4_b1"
+    overlap = {}
+    if ours in predictions and peer in predictions:
+        start = 0
+        for split, part, _ in sets:
+            stop = start + len(part)
+            overlap[split] = read_by_either(predictions[ours][start:stop], predictions[peer][start:stop],
+                                            labels[start:stop])
+            start = stop
     return {"data": str(root), "words": {split: len(part) for split, part, _ in sets}, **result,
             "word_accuracy": accuracy, "ratios": ratios,
+            "right_words_overlap": {"first": ours, "second": peer, **overlap},
             "accuracy_rule": "case-insensitive: lower-cased, characters outside [0-9a-z] dropped, whole word equal "
                              "(MindOCR's metric)", "runtime": "ours: ONNX Runtime, exported from the shipped weights"}
 
@@ -547,6 +566,11 @@ def summary_lines(report: dict):
             lines.append(f"  {name:<36} not run: {why}")
         for name, ratio in part.get("ratios", {}).items():
             lines.append(f"  {name:<52}{ratio:>7.2f}x")
+    overlap = real.get("right_words_overlap", {})
+    for split, counts in overlap.items():
+        if isinstance(counts, dict):
+            lines.append(f"  {split}: read by both {counts['both']}, only ours {counts['first_only']}, only "
+                         f"PP-OCRv4 {counts['second_only']}, neither {counts['neither']} (either {counts['either']:.1%})")
     return lines
 
 
