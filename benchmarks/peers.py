@@ -368,17 +368,22 @@ def normalise(text: str) -> str:
     return re.sub(r"[^0-9a-z]", "", text.lower())
 
 
+def right_words(predicted, labels) -> list:
+    """Per word, whether it was read (the accuracy rule below)."""
+    return [normalise(p) == normalise(t) for p, t in zip(predicted, labels)]
+
+
 def word_accuracy(predicted, labels) -> float:
-    return sum(normalise(p) == normalise(t) for p, t in zip(predicted, labels)) / len(labels)
+    return sum(right_words(predicted, labels)) / len(labels)
 
 
-def read_by_either(first, second, labels) -> dict:
-    """How two recognizers' right words overlap: what one reads and the other does not says how far apart
-    they are, and the words neither reads bound what either could learn from the other."""
-    right = [(normalise(a) == normalise(t), normalise(b) == normalise(t)) for a, b, t in zip(first, second, labels)]
-    return {"words": len(right), "both": sum(a and b for a, b in right), "first_only": sum(a and not b for a, b in right),
-            "second_only": sum(b and not a for a, b in right), "neither": sum(not (a or b) for a, b in right),
-            "either": round(sum(a or b for a, b in right) / len(right), 4)}
+def read_by_either(first: list, second: list) -> dict:
+    """How two recognizers' right words (`right_words`) overlap: what one reads and the other does not says how
+    far apart they are, and the words neither reads bound what either could learn from the other."""
+    pairs = list(zip(first, second))
+    return {"words": len(pairs), "both": sum(a and b for a, b in pairs), "first_only": sum(a and not b for a, b in pairs),
+            "second_only": sum(b and not a for a, b in pairs), "neither": sum(not (a or b) for a, b in pairs),
+            "either": round(sum(a or b for a, b in pairs) / len(pairs), 4)}
 
 
 def render_words(count: int, seed: int):
@@ -520,26 +525,22 @@ def child_real(args) -> dict:
                 lambda a, b, rt=runtime: [text for text, _ in rt.recognise(images[a:b], lower=True)], batch_size)
         result = best_rounds(contenders, 1 if args.quick else 2, 1, warmup=0)
     result["errors"].update(errors)
-    accuracy = {}
-    for name, predicted in predictions.items():
-        start, per_split = 0, {}
-        for split, part, _ in sets:
-            per_split[split] = round(word_accuracy(predicted[start:start + len(part)], labels[start:start + len(part)]), 4)
-            start += len(part)
-        accuracy[name] = {**per_split, "mean": round(sum(per_split.values()) / len(per_split), 4)}
-    ratios = over_rapidocr(result["img_per_s"])
+    right = {name: right_words(predicted, labels) for name, predicted in predictions.items()}
     ours, peer = f"ours_{DEFAULT_MODEL}_b1", "rapidocr_ppocrv4_b1"
-    overlap = {}
-    if ours in predictions and peer in predictions:
-        start = 0
-        for split, part, _ in sets:
-            stop = start + len(part)
-            overlap[split] = read_by_either(predictions[ours][start:stop], predictions[peer][start:stop],
-                                            labels[start:stop])
-            start = stop
+    accuracy, overlap, start = {name: {} for name in right}, {}, 0
+    for split, part, _ in sets:
+        words = slice(start, start + len(part))
+        start = words.stop
+        for name, marks in right.items():
+            accuracy[name][split] = round(sum(marks[words]) / len(part), 4)
+        if ours in right and peer in right:
+            overlap[split] = read_by_either(right[ours][words], right[peer][words])
+    for per_split in accuracy.values():
+        per_split["mean"] = round(sum(per_split.values()) / len(per_split), 4)
+    ratios = over_rapidocr(result["img_per_s"])
     return {"data": str(root), "words": {split: len(part) for split, part, _ in sets}, **result,
             "word_accuracy": accuracy, "ratios": ratios,
-            "right_words_overlap": {"first": ours, "second": peer, **overlap},
+            "right_words_overlap": {"first": ours, "second": peer, "splits": overlap},
             "accuracy_rule": "case-insensitive: lower-cased, characters outside [0-9a-z] dropped, whole word equal "
                              "(MindOCR's metric)", "runtime": "ours: ONNX Runtime, exported from the shipped weights"}
 
@@ -566,11 +567,9 @@ def summary_lines(report: dict):
             lines.append(f"  {name:<36} not run: {why}")
         for name, ratio in part.get("ratios", {}).items():
             lines.append(f"  {name:<52}{ratio:>7.2f}x")
-    overlap = real.get("right_words_overlap", {})
-    for split, counts in overlap.items():
-        if isinstance(counts, dict):
-            lines.append(f"  {split}: read by both {counts['both']}, only ours {counts['first_only']}, only "
-                         f"PP-OCRv4 {counts['second_only']}, neither {counts['neither']} (either {counts['either']:.1%})")
+    for split, counts in real.get("right_words_overlap", {}).get("splits", {}).items():
+        lines.append(f"  {split}: read by both {counts['both']}, only ours {counts['first_only']}, only "
+                     f"PP-OCRv4 {counts['second_only']}, neither {counts['neither']} (either {counts['either']:.1%})")
     return lines
 
 
