@@ -32,6 +32,18 @@ def test_every_tensor_is_the_mean_of_the_runs_and_the_result_loads(tmp_path):
     build_model("rare_tiny", "torch", weights=output)  # strict: every tensor of the network, right shapes
 
 
+def test_a_stored_mean_named_n_times_joins_a_new_run_as_the_mean_of_all(tmp_path):
+    runs = [run_weights(tmp_path, seed) for seed in (1, 2, 3, 4)]
+    first_three, all_four = tmp_path / "first_three.safetensors", tmp_path / "all_four.safetensors"
+    average_file("rare_tiny", [str(p) for p in runs[:3]], first_three)
+    assert "the mean of 4 weights files" in average_file("rare_tiny", [str(first_three)] * 3 + [str(runs[3])],
+                                                        all_four)
+    states, joined = [read_state(p) for p in runs], read_state(all_four)
+    for name, value in joined.items():
+        expected = sum(state[name].astype(np.float64) for state in states) / 4
+        np.testing.assert_allclose(value, expected, rtol=1e-5, atol=1e-6, err_msg=name)
+
+
 def test_float16_stores_the_mean_rounded_in_half_the_file_and_loads_as_float32(tmp_path):
     runs = [run_weights(tmp_path, seed) for seed in (1, 2)]
     full, half = tmp_path / "full.safetensors", tmp_path / "half.safetensors"

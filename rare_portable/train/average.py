@@ -7,6 +7,9 @@ The shipped model's recipe measures it before using it (rare_portable/pretrained
 
     python -m rare_portable.train.average -c CONFIG -w RUN1 RUN2 [RUN3 ...] -o averaged.safetensors [--float16]
 
+A file named n times counts n times: a stored mean of n runs joins new runs from the same start as
+`-w MEAN MEAN ... (n times) NEW_RUN`, which is the mean of all n + 1 (up to the stored mean's rounding).
+
 --float16 stores the mean's floating-point tensors as float16: half the file, and every loader here reads them
 back into the float32 network (the shipped model is stored so; its recipe measures that it reads the same).
 """
