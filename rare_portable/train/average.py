@@ -16,6 +16,7 @@ back into the float32 network (the shipped model is stored so; its recipe measur
 from __future__ import annotations
 
 import argparse
+from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
@@ -51,14 +52,16 @@ def average_file(config: str, weights: Sequence[str], output: Path, float16: boo
     if len(weights) < 2:
         raise UserError(f"average: -w names {len(weights)} weights file(s); give two or more runs to average")
     net = build_model(config, "torch")
-    states = []
-    for path in weights:
+    counts = Counter(map(str, weights))  # a file named n times is read once and counted n times
+    states = {}
+    for path in counts:
         load_weights(net, path)  # strict: each must fit the config's network
-        states.append(get_state(net))
-    mean = average_states(states)
+        states[path] = get_state(net)
+    mean = average_states([states[str(path)] for path in weights])
     write_state(as_float16(mean) if float16 else mean, output)
     stored = ", stored as float16" if float16 else ""
-    return f"{output}: the mean of {len(weights)} weights files ({', '.join(map(str, weights))}){stored}"
+    named = ", ".join(path if n == 1 else f"{path} x {n}" for path, n in counts.items())
+    return f"{output}: the mean of {len(weights)} weights files ({named}){stored}"
 
 
 def main(argv: Sequence[str] = None) -> None:
