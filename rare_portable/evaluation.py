@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, NamedTuple, Optional, Sequence
 
 from tqdm import tqdm
 
@@ -40,6 +40,15 @@ def config_metric(config: RareConfig) -> RecMetric:
     return RecMetric(config.spec.charset, **metric_options(config))
 
 
+class Reading(NamedTuple):
+    """One evaluated sample: which one, its label, what was read, how sure, and whether the metric counts it."""
+    index: int  # 1-based LMDB index, or label-file line number
+    label: str
+    text: str
+    confidence: float
+    correct: bool
+
+
 @dataclass
 class DatasetResult:
     name: str
@@ -52,7 +61,7 @@ class DatasetResult:
     acc: Optional[float] = None
     norm_edit_distance: Optional[float] = None
     seconds: float = 0.0
-    predictions: List[Tuple[str, str]] = field(default_factory=list)  # (label, prediction) in reading order
+    readings: List[Reading] = field(default_factory=list)  # in reading order
 
     @property
     def images_per_second(self) -> Optional[float]:
@@ -93,11 +102,12 @@ def evaluate(recognizer: Recognizer, dataset: NamedDataset, metric: RecMetric, b
                 for sample in itertools.islice(source, result.entries):
                     progress.update()
                     if sample.skip is None:
-                        yield sample.label, sample.image
+                        yield (sample.index, sample.label), sample.image
 
-            for label, (text, _) in recognizer.recognise_all(labelled_images(), batch_size, lower=lower):
+            for (index, label), (text, confidence) in recognizer.recognise_all(labelled_images(), batch_size,
+                                                                               lower=lower):
                 metric.update([text], [label])
-                result.predictions.append((label, text))
+                result.readings.append(Reading(index, label, text, confidence, metric.is_correct(text, label)))
     finally:
         close = getattr(source, "close", None)
         if close is not None:

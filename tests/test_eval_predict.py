@@ -235,6 +235,27 @@ def test_eval_reads_image_folders_with_a_label_file(weights, image_folder, tmp_p
         assert row["acc"] == pytest.approx(2 / 3)
 
 
+def test_predictions_file_names_every_read_sample_and_whether_it_counts(weights, tree, image_folder, tmp_path):
+    """One TSV row per read sample: LMDB indices or label-file lines (skipped lines absent), the label, the
+    all-"" reading, and correct exactly where the metric filters the label to ""."""
+    import csv
+
+    def rows(*args):
+        result = run_eval(weights, *args, "--predictions", tmp_path / "p.tsv")
+        assert result.exit_code == 0, result.stderr
+        with (tmp_path / "p.tsv").open(encoding="utf-8", newline="") as f:
+            table = list(csv.reader(f, delimiter="\t"))
+        assert table[0] == ["backend", "dataset", "index", "label", "predicted", "confidence", "correct"]
+        assert all(0.0 <= float(row[5]) <= 1.0 for row in table[1:])
+        return [row[:5] + row[6:] for row in table[1:]]
+
+    assert rows("--data", tree) == [["torch", f"evaluation/{name}", str(i), label, "", "0" if label.isalnum() else "1"]
+                                    for name, labels in TREE.items() for i, label in enumerate(labels, 1)]
+    images, label_file = image_folder
+    assert [row[2:] for row in rows("--data", images, "--label-file", label_file)] == [
+        ["1", "#", "", "1"], ["2", "tea", "", "0"], ["3", "%", "", "1"]]  # lines 4-5 do not read
+
+
 def test_label_files_must_pair_with_data_folders(weights, image_folder):
     images, label_file = image_folder
     result = run_eval(weights, "--data", images, "--data", images, "--label-file", label_file)
@@ -381,7 +402,7 @@ def test_eval_runs_backends_side_by_side_and_counts_words_that_differ(reading_we
     (disagreement,) = json.loads((tmp_path / "other.json").read_text())["agreement"]
     assert disagreement["differ"] > 0 and disagreement["examples"]
     first = disagreement["examples"][0]
-    assert first["dataset"] == "data/noise" and first["torch"] == readings[first["index"]]
+    assert first["dataset"] == "data/noise" and first["torch"] == readings[first["index"] - 1]  # LMDB index, 1-based
     assert first["onnxruntime"] != first["torch"]
 
     export_onnx(build_model("rare_tiny", "torch", weights=other), artifacts / "other.onnx")

@@ -6,6 +6,7 @@ Every leaf LMDB under a `--data` folder is one dataset (or an image folder + lab
 """
 from __future__ import annotations
 
+import csv
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -175,13 +176,13 @@ def agreement(reference: BackendResult, other: BackendResult) -> dict:
     """How many predicted words differ between two backends on the same samples, with a few of them."""
     compared, differ, examples = 0, 0, []
     for ours, theirs in zip(reference.datasets, other.datasets):
-        for index, ((label, first), (_, second)) in enumerate(zip(ours.predictions, theirs.predictions)):
+        for first, second in zip(ours.readings, theirs.readings):
             compared += 1
-            if first != second:
+            if first.text != second.text:
                 differ += 1
                 if len(examples) < EXAMPLES_SHOWN:
-                    examples.append({"dataset": ours.name, "index": index, "label": label,
-                                     reference.backend: first, other.backend: second})
+                    examples.append({"dataset": ours.name, "index": first.index, "label": first.label,
+                                     reference.backend: first.text, other.backend: second.text})
     return {"backend": other.backend, "reference": reference.backend, "compared": compared, "differ": differ,
             "examples": examples}
 
@@ -194,7 +195,7 @@ def format_backends_table(results: Sequence[BackendResult], agreements: Dict[str
         for position, result in enumerate(results):
             r = result.datasets[index]
             differ = "-" if position == 0 else str(sum(
-                1 for (_, a), (_, b) in zip(results[0].datasets[index].predictions, r.predictions) if a != b))
+                1 for a, b in zip(results[0].datasets[index].readings, r.readings) if a.text != b.text))
             speed = "-" if r.images_per_second is None else f"{r.images_per_second:.1f}"
             rows.append((r.name if position == 0 else "", result.backend, str(r.samples), _fraction(r.acc),
                          _fraction(r.norm_edit_distance), speed, differ))
@@ -244,7 +245,11 @@ def run_backend(backend: str, weights: str, rare_config: RareConfig, targets, de
 @click.option("--limit", type=click.IntRange(min=1), help="Read at most this many entries per dataset.")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Also write the per-dataset numbers and both means to this file.")
-def eval_command(config, opts, weights, backends, artifacts, device, data, label_files, batch_size, limit, json_path):
+@click.option("--predictions", "predictions_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write every sample's reading to this TSV (backend, dataset, index, label, predicted, "
+                   "confidence, correct), to see which words fail.")
+def eval_command(config, opts, weights, backends, artifacts, device, data, label_files, batch_size, limit, json_path,
+                 predictions_path):
     """Accuracy and NED per dataset, and their means, on one backend or several side by side.
 
     Datasets are LMDBs (every leaf LMDB under --data is one) or image folders with label files."""
@@ -291,3 +296,22 @@ def eval_command(config, opts, weights, backends, artifacts, device, data, label
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         click.echo(f"wrote {json_path}")
+    if predictions_path is not None:
+        write_predictions(results, predictions_path)
+        click.echo(f"wrote {predictions_path}")
+
+
+PREDICTION_COLUMNS = ("backend", "dataset", "index", "label", "predicted", "confidence", "correct")
+
+
+def write_predictions(results: Sequence[BackendResult], path: Path) -> None:
+    """One row per backend and sample; index is the LMDB index or the label file's line, so a row finds its image."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f, delimiter="\t", lineterminator="\n")
+        writer.writerow(PREDICTION_COLUMNS)
+        for result in results:
+            for dataset in result.datasets:
+                for r in dataset.readings:
+                    writer.writerow((result.backend, dataset.name, r.index, r.label, r.text, f"{r.confidence:.4f}",
+                                     int(r.correct)))
