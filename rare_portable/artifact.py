@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Dict, Mapping, Optional, Tuple
 
-from . import __version__
+from . import __version__, files
 from .errors import UserError
 from .spec import ModelSpec, spec_from_dict, spec_to_dict
 
@@ -35,16 +35,7 @@ class ArtifactError(UserError, RuntimeError):
 def output_folder(output: Path) -> Path:
     """The folder `output` goes into, created if needed; one that cannot be made or written to is an
     ArtifactError naming it, raised before anything is exported."""
-    folder = Path(output).parent
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise ArtifactError(f"{output}: cannot create the folder {folder} ({e.strerror or e}); "
-                            f"choose an output path in a folder you can write to") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ArtifactError(f"{output}: the folder {folder} is not writable; choose an output path in a folder "
-                            f"you can write to")
-    return folder
+    return files.output_folder(output, ArtifactError)
 
 
 def sidecar_path(artifact: Path) -> Path:

@@ -22,6 +22,7 @@ from ..config import RareConfig, load_config
 from ..data.datasets import NamedDataset, config_dataset_paths, find_datasets
 from ..data.samples import DataError
 from ..errors import UserError
+from ..files import output_folder
 from ..evaluation import (MESSAGES_SHOWN, METRIC_FLAGS, DatasetResult, config_metric, evaluate, postprocess_lower,
                           summarise)
 from ..nets import BackendUnavailable
@@ -253,6 +254,9 @@ def eval_command(config, opts, weights, backends, artifacts, device, data, label
     """Accuracy and NED per dataset, and their means, on one backend or several side by side.
 
     Datasets are LMDBs (every leaf LMDB under --data is one) or image folders with label files."""
+    for path in (json_path, predictions_path):
+        if path is not None:
+            output_folder(path)  # before any model loads, not after the evaluation
     every = "all" in backends
     backends = list(dict.fromkeys(RUNTIMES_NAMES if every else (backends or ("torch",))))
     framework = next((w for w in weights if w.partition("=")[0] not in RUNTIMES_NAMES), None)
@@ -293,7 +297,6 @@ def eval_command(config, opts, weights, backends, artifacts, device, data, label
                   "skipped": skipped}
     click.echo("read: each crop once, as it is" + "".join(f"; {rule}" for rule in reading))
     if json_path is not None:
-        json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
         click.echo(f"wrote {json_path}")
     if predictions_path is not None:
@@ -306,7 +309,6 @@ PREDICTION_COLUMNS = ("backend", "dataset", "index", "label", "predicted", "conf
 
 def write_predictions(results: Sequence[BackendResult], path: Path) -> None:
     """One row per backend and sample; index is the LMDB index or the label file's line, so a row finds its image."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("w", encoding="utf-8", newline="") as f:
         writer = csv.writer(f, delimiter="\t", lineterminator="\n")
         writer.writerow(PREDICTION_COLUMNS)

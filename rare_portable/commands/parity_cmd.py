@@ -8,6 +8,7 @@ import click
 import numpy as np
 
 from ..cli import WEIGHTS, config_options, resolve_model
+from ..files import output_folder, writable_folder
 from ..parity import FP32_TOLERANCE, INT8_MAX_WORD_DISAGREEMENT
 
 
@@ -68,6 +69,10 @@ def parity(config, opts, weights, backends, npz_inputs, image_dirs, words, artif
 
     config, weights = resolve_model(config, weights)
     spec = load_config(config, opts).spec
+    if json_path:
+        output_folder(json_path)  # before the runtimes run, not after
+    if workdir:
+        writable_folder(workdir)
     inputs = {}
     for path in npz_inputs:
         with np.load(path) as data:
@@ -80,8 +85,6 @@ def parity(config, opts, weights, backends, npz_inputs, image_dirs, words, artif
         inputs["rendered words"] = rendered_words(spec, words)
     if not inputs:
         raise click.ClickException("no inputs: give --inputs, --images or --words N")
-    if workdir:
-        workdir.mkdir(parents=True, exist_ok=True)
     report = run_parity(spec, weights, inputs, backends=backends or ALL_BACKENDS,
                         tolerance=tolerance or FP32_TOLERANCE, workdir=workdir,
                         progress=lambda msg: click.echo(f"... {msg}", err=True), artifacts=artifacts,

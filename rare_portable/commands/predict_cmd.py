@@ -16,6 +16,7 @@ from ..cli import config_options, resolve_model
 from ..config import load_config
 from ..data.preprocess import ImageDecodeError, decode_image
 from ..evaluation import postprocess_lower
+from ..files import output_folder
 from .eval_cmd import open_cli_runtime, runtime_options
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp"}
@@ -60,9 +61,10 @@ def predict(inputs, config, opts, weights, backend, device, output, score, batch
     if not images:
         raise click.ClickException(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in "
                                    f"{', '.join(map(str, inputs))}")
+    target = output / RESULTS_FILE if output.is_dir() else output
+    output_folder(target)
     runtime = open_cli_runtime(backend, rare_config, weights, device)
     lower = postprocess_lower(rare_config)
-    target = output / RESULTS_FILE if output.is_dir() else output
     unreadable = []
 
     def named_images():
@@ -79,7 +81,6 @@ def predict(inputs, config, opts, weights, backend, device, output, score, batch
         click.echo(f"{name}\t{text}\t{confidence:.4f}")
     if not lines:
         raise click.ClickException(f"none of the {len(images)} image(s) could be read; nothing written to {target}")
-    target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text("".join(lines), encoding="utf-8")
     skipped = f"; {len(unreadable)} unreadable image(s) skipped" if unreadable else ""
     click.echo(f"wrote {len(lines)} result(s) to {target}{skipped}")

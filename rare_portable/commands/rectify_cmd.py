@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from ..cli import WEIGHTS, config_options, resolve_model
+from ..files import writable_folder
 
 
 def _to_uint8(chw: np.ndarray, mean, std) -> np.ndarray:
@@ -39,6 +40,7 @@ def rectify(images, config, opts, weights, backend, output, scale):
     from ..data.preprocess import ImageDecodeError, decode_image, preprocess
 
     config, weights = resolve_model(config, weights)
+    writable_folder(output)
     net = build_model(config, backend, opts=opts, weights=weights)
     spec = net.spec
     if spec.transform is None:
@@ -46,7 +48,6 @@ def rectify(images, config, opts, weights, backend, output, scale):
                                    f"such as rare_tps_resnet34 or --opt model.transform.name=STN_ON")
     if weights is None:
         click.echo("note: no --weights, the rectifier starts as the identity, so both halves look alike", err=True)
-    output.mkdir(parents=True, exist_ok=True)
     for path in images:
         try:
             image = decode_image(path.read_bytes(), str(path))

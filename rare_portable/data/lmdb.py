@@ -12,6 +12,7 @@ from typing import Iterable, List, Optional, Tuple, Union
 
 import lmdb
 
+from ..files import output_folder
 from .samples import (
     ENTRY_MISSING,
     IMAGE_KEY_MISSING,
@@ -217,7 +218,7 @@ def write_lmdb(
     """
     path = Path(path)
     check_output_folder(path, overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    output_folder(path, DataError)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.partial-", dir=path.parent))
     try:
         count = _write_to(staging, samples, map_size or INITIAL_MAP_SIZE)

@@ -16,6 +16,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from ..files import writable_folder
 from ..nets import framework_module
 from ..weights import check_fit, expected_shapes, get_state, load_weights, read_state, to_canonical, write_state
 from .settings import TrainError
@@ -60,7 +61,10 @@ class LoopState:
 
 def prepare_output_dir(output_dir: Path, resuming: bool, force: bool, may_write: bool) -> Optional[Path]:
     """Refuse to start a new run over an earlier run's checkpoints; with `force`, move them (and its logs)
-    into a `previous-<time>` subfolder instead. Returns that folder, if any. Only `may_write` ranks move."""
+    into a `previous-<time>` subfolder instead. Returns that folder, if any. Only `may_write` ranks make the
+    folder or move; one that cannot be made or written to stops the run before it trains."""
+    if may_write:
+        writable_folder(output_dir, TrainError)
     existing = [name for name in CHECKPOINT_NAMES if (output_dir / name).exists()]
     if not existing or resuming:
         return None
