@@ -316,6 +316,12 @@ def test_predict_fails_when_no_image_reads(weights, image_folder, tmp_path):
     assert not (tmp_path / "r.txt").exists()
 
 
+def test_predict_on_an_lmdb_points_to_eval(weights, tree, tmp_path):
+    result = rare("predict", tree, "-c", "rare_tiny", "-w", weights, "--output", tmp_path / "r.txt")
+    assert result.exit_code == 1 and f"{tree} holds LMDB data: rare eval --data {tree} --predictions" in result.stderr
+    assert not (tmp_path / "r.txt").exists()
+
+
 # --- width-sorted batches (keep-ratio configs) -------------------------------------------------------
 
 

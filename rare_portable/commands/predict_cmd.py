@@ -59,8 +59,11 @@ def predict(inputs, config, opts, weights, backend, device, output, score, batch
     rare_config = load_config(config, opts)
     images = collect_images(list(inputs))
     if not images:
+        lmdbs = [str(path) for path in inputs if path.is_dir() and any(path.rglob("data.mdb"))]
+        hint = (f"; {lmdbs[0]} holds LMDB data: rare eval --data {lmdbs[0]} --predictions FILE reads it with "
+                f"each sample's reading") if lmdbs else ""
         raise click.ClickException(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in "
-                                   f"{', '.join(map(str, inputs))}")
+                                   f"{', '.join(map(str, inputs))}{hint}")
     target = output / RESULTS_FILE if output.is_dir() else output
     output_folder(target)
     runtime = open_cli_runtime(backend, rare_config, weights, device)
