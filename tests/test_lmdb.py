@@ -163,6 +163,9 @@ def test_find_without_any_lmdb_names_the_root(tmp_path):
         find_lmdb_datasets(tmp_path)
     with pytest.raises(DataError, match="no such directory"):
         find_lmdb_datasets(tmp_path / "missing")
+    (tmp_path / "notes.txt").write_text("not data")
+    with pytest.raises(DataError, match=r"notes.txt: a file, not a directory; pass the folder holding"):
+        find_lmdb_datasets(tmp_path / "notes.txt")
 
 
 def test_writer_refuses_to_replace_a_filled_lmdb(tmp_path):

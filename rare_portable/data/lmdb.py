@@ -47,7 +47,8 @@ def find_lmdb_datasets(root: PathLike) -> List[Path]:
     """
     root = Path(root)
     if not root.is_dir():
-        raise DataError(f"{root}: no such directory; pass the folder holding the LMDB dataset(s)")
+        what = "a file, not a directory" if root.exists() else "no such directory"
+        raise DataError(f"{root}: {what}; pass the folder holding the LMDB dataset(s)")
     found = sorted(Path(d) for d, subdirs, files in os.walk(root) if not subdirs and "data.mdb" in files)
     if not found:
         raise DataError(
