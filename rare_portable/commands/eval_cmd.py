@@ -22,9 +22,9 @@ from ..config import RareConfig, load_config
 from ..data.datasets import NamedDataset, config_dataset_paths, find_datasets
 from ..data.samples import DataError
 from ..errors import UserError
-from ..files import output_folder
 from ..evaluation import (MESSAGES_SHOWN, METRIC_FLAGS, DatasetResult, config_metric, evaluate, postprocess_lower,
                           summarise)
+from ..files import output_folder
 from ..nets import BackendUnavailable
 
 RUNTIMES_NAMES = tuple(RUNTIMES)
