@@ -106,8 +106,8 @@ def evaluate(recognizer: Recognizer, dataset: NamedDataset, metric: RecMetric, b
 
             for (index, label), (text, confidence) in recognizer.recognise_all(labelled_images(), batch_size,
                                                                                lower=lower):
-                metric.update([text], [label])
-                result.readings.append(Reading(index, label, text, confidence, metric.is_correct(text, label)))
+                (correct,) = metric.update([text], [label])
+                result.readings.append(Reading(index, label, text, confidence, correct))
     finally:
         close = getattr(source, "close", None)
         if close is not None:

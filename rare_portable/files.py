@@ -9,7 +9,7 @@ from typing import Optional, Type, Union
 
 from .errors import UserError
 
-PathLike = Union[str, "os.PathLike[str]"]
+PathLike = Union[str, os.PathLike]  # what every path argument here accepts
 
 
 def temp_beside(path: Path, suffix: str = "") -> str:

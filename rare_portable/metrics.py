@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, Sequence, Tuple
+from typing import Dict, Iterable, List, Sequence, Tuple
 
 from rapidfuzz.distance import Levenshtein
 
@@ -52,14 +52,18 @@ class RecMetric:
         pred, label = self.normalise(pred, label)
         return pred == label
 
-    def update(self, preds: Sequence[str], labels: Sequence[str]) -> None:
+    def update(self, preds: Sequence[str], labels: Sequence[str]) -> List[bool]:
+        """Add the pairs; returns whether each counts as read, so callers need not judge them again."""
         if len(preds) != len(labels):
             raise ValueError(f"{len(preds)} predictions for {len(labels)} labels; pass one prediction per label")
+        judged = []
         for pred, label in zip(preds, labels):
             pred, label = self.normalise(pred, label)
             self.edit_distance_sum += Levenshtein.normalized_distance(pred, label)
-            self.correct += pred == label
+            judged.append(pred == label)
+            self.correct += judged[-1]
             self.total += 1
+        return judged
 
     def result(self) -> Dict[str, float]:
         if self.total == 0:

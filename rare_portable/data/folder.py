@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import List, NamedTuple, Optional, Tuple, Union
+from typing import List, NamedTuple, Optional, Tuple
 
+from ..files import PathLike
 from .samples import (
     IMAGE_FILE_MISSING,
     IMAGE_FILE_UNREADABLE,
@@ -19,8 +20,6 @@ from .samples import (
     SampleSource,
     Skip,
 )
-
-PathLike = Union[str, os.PathLike]
 
 
 class LabelLine(NamedTuple):

@@ -8,11 +8,11 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Iterable, List, Optional, Tuple, Union
+from typing import Iterable, List, Optional, Tuple
 
 import lmdb
 
-from ..files import output_folder
+from ..files import PathLike, output_folder
 from .samples import (
     ENTRY_MISSING,
     IMAGE_KEY_MISSING,
@@ -29,7 +29,6 @@ LMDB_FILES = ("data.mdb", "lock.mdb")
 INITIAL_MAP_SIZE = 64 << 20  # grown by doubling whenever a write fills it
 SAMPLES_PER_COMMIT = 1000
 
-PathLike = Union[str, os.PathLike]
 
 
 def image_key(index: int) -> bytes:

@@ -1,12 +1,8 @@
 """What every synth module shares: the error type and the path type."""
 from __future__ import annotations
 
-import os
-from typing import Union
-
 from ...errors import UserError
-
-PathLike = Union[str, os.PathLike]
+from ...files import PathLike  # noqa: F401  (re-exported: the synth modules import it from here)
 
 
 class SynthError(UserError, ValueError):
