@@ -7,6 +7,7 @@ from other exporters), MindSpore Lite in a `<file>.json` sidecar.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -65,13 +66,15 @@ def read_sidecar(artifact: Path) -> dict:
 
 
 def sidecar_spec(artifact: Path, expected: Optional[ModelSpec] = None) -> ModelSpec:
-    spec = spec_from_dict(read_sidecar(artifact)["spec"])
-    if expected is not None:
-        check_same_spec(artifact, spec, expected)
-    return spec
+    return checked_spec(artifact, spec_from_dict(read_sidecar(artifact)["spec"]), expected)
 
 
-def check_same_spec(path: Path, stored: ModelSpec, expected: ModelSpec) -> None:
+def checked_spec(path: Path, stored: ModelSpec, expected: Optional[ModelSpec]) -> ModelSpec:
+    """The spec a runtime of the artifact at `path` reads with: the stored one, which must build the config's
+    network (`expected`, when given), decoding as the config says (its lexicon), so every backend of one run reads
+    alike."""
+    if expected is None:
+        return stored
     for part in ("input", "transform", "backbone", "neck", "head"):
         if getattr(stored, part) != getattr(expected, part):
             raise ArtifactError(f"{path}: its {part} ({getattr(stored, part)}) disagrees with the config "
@@ -80,6 +83,7 @@ def check_same_spec(path: Path, stored: ModelSpec, expected: ModelSpec) -> None:
         raise ArtifactError(f"{path}: exported with dictionary {stored.charset.source} "
                             f"({len(stored.charset.chars)} chars), the config has {expected.charset.source} "
                             f"({len(expected.charset.chars)} chars)")
+    return dataclasses.replace(stored, lexicon=expected.lexicon)
 
 
 # ------------------------------------------------------------------------------------------------ ONNX
@@ -103,10 +107,7 @@ def read_onnx_spec(path, expected: Optional[ModelSpec] = None, meta: Optional[Di
     meta = onnx_metadata(path) if meta is None else meta
     if SPEC_KEY not in meta:
         raise ArtifactError(f"{path}: no {SPEC_KEY} metadata; export it with `rare export --format onnx`")
-    spec = spec_from_dict(json.loads(meta[SPEC_KEY]))
-    if expected is not None:
-        check_same_spec(path, spec, expected)
-    return spec
+    return checked_spec(path, spec_from_dict(json.loads(meta[SPEC_KEY])), expected)
 
 
 def int8_record(metadata: Mapping[str, str], path) -> Optional[dict]:
@@ -189,9 +190,7 @@ def read_mindir_info(path, expected: Optional[ModelSpec] = None) -> Tuple[ModelS
     if record is None:
         spec, record = sidecar_spec(path, expected), read_sidecar(path)
     else:
-        spec = spec_from_dict(record["spec"])
-        if expected is not None:
-            check_same_spec(path, spec, expected)
+        spec = checked_spec(path, spec_from_dict(record["spec"]), expected)
     return spec, {**record, "input_name": input_names(model)[0], "primitives": primitives(model)}
 
 

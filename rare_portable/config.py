@@ -16,7 +16,7 @@ import yaml
 
 from .charset import load_charset
 from .pretrained import list_pretrained, pretrained_config
-from .spec import BackboneSpec, HeadSpec, InputSpec, ModelSpec, NeckSpec, SpecError, TransformSpec
+from .spec import BackboneSpec, HeadSpec, InputSpec, LexiconSpec, ModelSpec, NeckSpec, SpecError, TransformSpec
 from .errors import UserError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -53,7 +53,7 @@ KNOWN_KEYS = {
                "val_start_epoch", "val_interval", "drop_overflow_update", "ckpt_save_policy", "ckpt_max_keep",
                "refine_batch_size", "device_target"),
     "common": ("character_dict_path", "num_classes", "max_text_len", "infer_mode", "use_space_char", "batch_size"),
-    "postprocess": ("name", "character_dict_path", "use_space_char", "lower"),
+    "postprocess": ("name", "character_dict_path", "use_space_char", "lower", "lexicon"),
     "metric": ("name", "main_indicator", "character_dict_path", "ignore_space", "print_flag", "filter_ood", "lower",
                "ignore_symbol"),
     "loss": ("name", "reduction", "ignore_index", "label_smoothing"),
@@ -217,9 +217,23 @@ def spec_from_config(raw: Mapping[str, Any], name: str = "rare") -> ModelSpec:
     _check_name(neck_cfg, "neck", NeckSpec.name)
     neck = NeckSpec(**_pick(neck_cfg, NeckSpec, exclude={"name"}))
     head = _head(model.get("head") or {}, common)
-    return ModelSpec(
-        name=name, charset=charset, input=input_spec, transform=transform, backbone=backbone, neck=neck, head=head
-    )
+    lexicon = _lexicon((raw.get("postprocess") or {}).get("lexicon"))
+    return ModelSpec(name=name, charset=charset, input=input_spec, transform=transform, backbone=backbone, neck=neck,
+                     head=head, lexicon=lexicon)
+
+
+def _lexicon(cfg: Any) -> Optional[LexiconSpec]:
+    """postprocess.lexicon (LexiconCorrect, a rare-portable extension): null, or {words, max_substitutions,
+    max_log_ratio}."""
+    if cfg is None:
+        return None
+    if not isinstance(cfg, Mapping):
+        raise ConfigError(f"postprocess.lexicon must be a mapping ({{words: en}}) or null, got {cfg!r}")
+    keys = {f.name for f in fields(LexiconSpec)}
+    unknown = sorted(set(cfg) - keys)
+    if unknown:
+        raise ConfigError(f"postprocess.lexicon takes {', '.join(sorted(keys))}, not {unknown[0]!r}")
+    return LexiconSpec(**cfg)
 
 
 def _head(cfg: Mapping[str, Any], common: Mapping[str, Any]) -> HeadSpec:

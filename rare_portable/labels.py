@@ -12,11 +12,14 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 import numpy as np
 
 from .charset import GO, NUM_SPECIAL, STOP, Charset
+
+if TYPE_CHECKING:
+    from .lexicon import Lexicon
 
 TOO_LONG = "too_long"
 NO_VALID_CHARS = "no_valid_chars"
@@ -121,13 +124,22 @@ def decode_ids(
     return results
 
 
-def decode(probs: np.ndarray, charset: Charset, lower: bool = False) -> List[Tuple[str, float]]:
-    """(text, confidence) per sample from head probabilities [N, T, num_classes]."""
+def decode(probs: np.ndarray, charset: Charset, lower: bool = False,
+           lexicon: Optional["Lexicon"] = None) -> List[Tuple[str, float]]:
+    """(text, confidence) per sample from head probabilities [N, T, num_classes]; with a `lexicon`
+    (LexiconCorrect), a reading that is not one of its words may become the word the model nearly read."""
     probs = np.asarray(probs)
     if probs.ndim != 3 or probs.shape[2] != charset.num_classes:
         raise ValueError(
             f"decode expects probabilities [N, T, {charset.num_classes}] for dictionary {charset.source}, "
             f"got shape {list(probs.shape)}; the model and dictionary do not match"
         )
-    return decode_ids(probs.argmax(axis=2), charset, probs.max(axis=2), lower=lower)
+    ids = probs.argmax(axis=2)
+    results = decode_ids(ids, charset, probs.max(axis=2))
+    if lexicon is not None:
+        for row, (text, _) in enumerate(results):
+            # A GO inside the reading leaves its characters off their steps: such a reading is kept as it is.
+            if text and text not in lexicon.words and ids[row, len(text)] == STOP:
+                results[row] = lexicon.correct(probs[row], ids[row, :len(text)]) or results[row]
+    return [(text.lower(), confidence) for text, confidence in results] if lower else results
 

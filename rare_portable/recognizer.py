@@ -14,6 +14,7 @@ import numpy as np
 
 from .data.preprocess import batch as preprocess_batch, content_width, padded_for_reread, turned_both_ways
 from .labels import decode
+from .lexicon import load_lexicon
 from .spec import ModelSpec, SpecError
 
 # `recognise_all` sorts images by width within windows of this many batches: wide enough to group similar
@@ -29,6 +30,8 @@ class Recognizer(ABC):
 
     def __init__(self, spec: ModelSpec):
         self.spec = spec
+        # Read once, here: a lexicon that cannot be used fails when the runtime opens, not after a first batch.
+        self.lexicon = load_lexicon(spec.lexicon, spec.charset) if spec.lexicon is not None else None
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
         """Probabilities [N, steps, num_classes] float32 for a batch [N, C, H, W] from `preprocess`."""
@@ -51,7 +54,7 @@ class Recognizer(ABC):
         return readings
 
     def _read(self, images: Sequence[np.ndarray], lower: bool) -> List[Tuple[str, float]]:
-        return decode(self.predict(preprocess_batch(images, self.spec.input)), self.spec.charset, lower=lower)
+        return decode(self.predict(preprocess_batch(images, self.spec.input)), self.spec.charset, lower, self.lexicon)
 
     def _keep_most_confident(self, images: Sequence[np.ndarray], readings: List[Tuple[str, float]],
                              batch_size: int, lower: bool) -> None:

@@ -193,6 +193,31 @@ class HeadSpec:
 
 
 @dataclass(frozen=True)
+class LexiconSpec:
+    """LexiconCorrect (a rare-portable extension, `postprocess.lexicon`; rare_portable/lexicon.py): a reading that
+    is not a word of `words` becomes the likeliest word of its length within `max_substitutions` characters, when
+    the model finds it at most e^max_log_ratio times less likely than its own reading."""
+
+    words: str = "en"  # a shipped lexicon's name (rare_portable/lexicons/) or a text file, one word per line
+    max_substitutions: int = 2
+    max_log_ratio: float = 4.0
+
+    def __post_init__(self):
+        if not isinstance(self.words, str) or not self.words:
+            raise SpecError(f"postprocess.lexicon.words must name a lexicon or a file, got {self.words!r}")
+        if not isinstance(self.max_substitutions, int) or self.max_substitutions < 1:
+            raise SpecError(f"postprocess.lexicon.max_substitutions must be a whole number >= 1, "
+                            f"got {self.max_substitutions!r}")
+        if not self.max_log_ratio > 0:
+            raise SpecError(f"postprocess.lexicon.max_log_ratio must be > 0, got {self.max_log_ratio!r}")
+
+    def rule(self) -> str:
+        """The rule in words, for reports."""
+        return (f"readings that are not words of the {self.words} lexicon become the likeliest word within "
+                f"{self.max_substitutions} characters, when at most e^{self.max_log_ratio:g} times less likely")
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     name: str
     charset: Charset
@@ -201,6 +226,7 @@ class ModelSpec:
     backbone: BackboneSpec = field(default_factory=BackboneSpec)
     neck: NeckSpec = field(default_factory=NeckSpec)
     head: HeadSpec = field(default_factory=HeadSpec)
+    lexicon: Optional[LexiconSpec] = None  # decoding, not the network: LexiconCorrect
 
     def __post_init__(self):
         if self.head.num_classes != self.charset.num_classes:
@@ -239,6 +265,10 @@ class ModelSpec:
             raise SpecError(f"input is {h}x{w}, the model expects {i.height}x{i.width}: resize (and pad) with "
                             f"rare_portable.data.preprocess, which reads the size from the config")
 
+    def reading_rules(self) -> Tuple[str, ...]:
+        """What a `Recognizer` does beyond reading each crop once as it is and decoding greedily, for reports."""
+        return self.input.reading_rules() + ((self.lexicon.rule(),) if self.lexicon is not None else ())
+
     @property
     def feature_size(self) -> Tuple[int, int]:
         return self.backbone.output_size(self.input.height, self.input.width)
@@ -271,6 +301,7 @@ def spec_from_dict(data: dict) -> ModelSpec:
             backbone=BackboneSpec(**tuples(data["backbone"])),
             neck=NeckSpec(**data["neck"]),
             head=HeadSpec(**data["head"]),
+            lexicon=LexiconSpec(**data["lexicon"]) if data.get("lexicon") else None,  # absent before LexiconCorrect
         )
     except (KeyError, TypeError) as e:
         raise SpecError(f"stored spec is incomplete or from another version ({e})") from None

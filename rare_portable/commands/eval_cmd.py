@@ -275,7 +275,7 @@ def eval_command(config, opts, weights, backends, artifacts, device, data, label
     if not results:
         raise click.ClickException("no backend could run: " + "; ".join(f"{b}: {w}" for b, w in skipped.items()))
     metric = {k: getattr(config_metric(rare_config), k) for k in METRIC_FLAGS}
-    reading = list(rare_config.spec.input.reading_rules())
+    reading = list(rare_config.spec.reading_rules())
     run = {"config": rare_config.source, "opts": list(opts), "device": device, "batch_size": batch_size,
            "limit": limit, "metric": metric, "reading": reading}
     if len(backends) == 1:

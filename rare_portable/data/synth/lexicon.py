@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import List, Tuple
 
+from ...lexicon import read_words
 from .base import PathLike, SynthError
 
 BUILTIN_LEXICON = Path(__file__).parents[1] / "lexicon.txt"  # data/lexicon.txt: package data (pyproject.toml)
@@ -15,17 +16,7 @@ CASES = ("lower", "mixed", "caseless")
 
 def read_lexicon(path: PathLike) -> List[str]:
     """One word per line; surrounding whitespace and blank lines are ignored."""
-    path = Path(path)
-    if not path.is_file():
-        raise SynthError(f"lexicon {path} not found; pass a text file with one word per line")
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise SynthError(f"lexicon {path} is not UTF-8 ({e.reason}); save it as UTF-8") from None
-    words = [line.strip() for line in text.splitlines() if line.strip()]
-    if not words:
-        raise SynthError(f"lexicon {path} has no words; put one word per line")
-    return words
+    return read_words(path, SynthError)
 
 
 def builtin_lexicon() -> List[str]:

@@ -1,0 +1,170 @@
+"""LexiconCorrect: a reading that is not a word becomes the word the model nearly read, judged on hand-made
+probabilities (0-9a-z: GO=0, STOP=1, 'a'..'z' -> 12..37), and the config, artifact and CLI around it."""
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from rare_portable.artifact import checked_spec
+from rare_portable.charset import load_charset
+from rare_portable.cli import main
+from rare_portable.config import ConfigError, load_config
+from rare_portable.labels import decode
+from rare_portable.lexicon import Lexicon, LexiconError, load_lexicon
+from rare_portable.spec import LexiconSpec, SpecError, spec_from_dict, spec_to_dict
+
+ALNUM = load_charset(None)
+STOP = 1
+
+
+def cid(ch):
+    return 12 + ord(ch) - ord("a")
+
+
+def probs_for(steps, num_steps=8):
+    """One sample's probabilities: each step a {character or STOP: probability} dict, the rest spread evenly."""
+    probs = np.zeros((1, num_steps, ALNUM.num_classes), dtype=np.float32)
+    for t in range(num_steps):
+        chosen = steps[t] if t < len(steps) else {STOP: 0.9}
+        chosen = {cid(k) if isinstance(k, str) else k: p for k, p in chosen.items()}
+        probs[0, t, :] = (1 - sum(chosen.values())) / (ALNUM.num_classes - len(chosen))
+        for k, p in chosen.items():
+            probs[0, t, k] = p
+    return probs
+
+
+@pytest.fixture
+def words(tmp_path):
+    path = tmp_path / "words.txt"
+    path.write_text("hello\nhelps\nworld\nhell\ncafé\n", encoding="utf-8")
+    return str(path)
+
+
+def lexicon(words, **kwargs):
+    return Lexicon(LexiconSpec(words=words, **kwargs), ALNUM)
+
+
+def hcllo(e_probability):
+    """'hcllo' read, with 'e' the runner-up at the second step."""
+    return probs_for([{"h": 0.9}, {"c": 0.6, "e": e_probability}, {"l": 0.9}, {"l": 0.9}, {"o": 0.8}, {STOP: 0.9}])
+
+
+def test_a_reading_near_a_word_becomes_that_word(words):
+    [(text, confidence)] = decode(hcllo(0.35), ALNUM, lexicon=lexicon(words))
+    assert text == "hello"
+    # the word's own characters at their steps: h .9, e .35, l .9, l .9, o .8
+    assert confidence == pytest.approx((0.9 + 0.35 + 0.9 + 0.9 + 0.8) / 5, rel=1e-5)
+
+
+def test_a_word_the_model_finds_too_unlikely_is_not_taken(words):
+    # log(0.6 / 0.01) = 4.1 > 4: the model is surer of its own reading than the lexicon may overrule
+    assert decode(hcllo(0.01), ALNUM, lexicon=lexicon(words)) == decode(hcllo(0.01), ALNUM)
+    [(text, _)] = decode(hcllo(0.01), ALNUM, lexicon=lexicon(words, max_log_ratio=5.0))
+    assert text == "hello"
+
+
+def test_without_a_lexicon_or_with_a_word_read_nothing_changes(words):
+    assert decode(hcllo(0.35), ALNUM)[0][0] == "hcllo"
+    world = probs_for([{"w": 0.5, "h": 0.4}, {"o": 0.9}, {"r": 0.9}, {"l": 0.9}, {"d": 0.9}, {STOP: 0.9}])
+    assert decode(world, ALNUM, lexicon=lexicon(words))[0][0] == "world"
+
+
+def test_more_substitutions_than_allowed_keep_the_reading(words):
+    # 'hcllu' is two characters off 'hello'
+    two_off = probs_for([{"h": 0.9}, {"c": 0.5, "e": 0.4}, {"l": 0.9}, {"l": 0.9}, {"u": 0.5, "o": 0.4}, {STOP: 0.9}])
+    assert decode(two_off, ALNUM, lexicon=lexicon(words, max_substitutions=1))[0][0] == "hcllu"
+    assert decode(two_off, ALNUM, lexicon=lexicon(words, max_substitutions=2))[0][0] == "hello"
+
+
+def test_only_words_of_the_readings_length_and_spelling_are_candidates(words):
+    # 'hel' is one letter short of 'hell' and 'help'-like words: a length change is never made
+    assert decode(probs_for([{"h": 0.9}, {"e": 0.9}, {"l": 0.5, "p": 0.4}, {STOP: 0.9}]), ALNUM,
+                  lexicon=lexicon(words))[0][0] == "hel"
+    assert "café" not in lexicon(words).words  # é is not in 0-9a-z
+
+
+def test_the_likeliest_near_word_wins(tmp_path):
+    path = tmp_path / "words.txt"
+    path.write_text("cat\ncot\n", encoding="utf-8")
+    cxt = probs_for([{"c": 0.9}, {"x": 0.5, "o": 0.3, "a": 0.15}, {"t": 0.9}, {STOP: 0.9}])
+    assert decode(cxt, ALNUM, lexicon=lexicon(str(path)))[0][0] == "cot"
+
+
+def test_a_reading_with_go_inside_is_kept(words):
+    # GO (0) between characters: the text is 'hcllo' but its characters are off their steps
+    probs = probs_for([{"h": 0.9}, {0: 0.6}, {"c": 0.6, "e": 0.35}, {"l": 0.9}, {"l": 0.9}, {"o": 0.8}, {STOP: 0.9}])
+    assert decode(probs, ALNUM, lexicon=lexicon(words))[0][0] == "hcllo"
+
+
+def test_lower_applies_after_the_correction(words, tmp_path):
+    en = load_charset("en_dict.txt")
+    upper = tmp_path / "upper.txt"
+    upper.write_text("HELLO\n", encoding="utf-8")
+    index = {c: i + 2 for i, c in enumerate(en.chars)}
+    probs = np.full((1, 7, en.num_classes), 1e-4, dtype=np.float32)
+    for t, (best, runner_up) in enumerate([("H", None), ("C", "E"), ("L", None), ("L", None), ("O", None)]):
+        probs[0, t, index[best]] = 0.6
+        if runner_up:
+            probs[0, t, index[runner_up]] = 0.35
+    probs[0, 5, STOP] = probs[0, 6, STOP] = 0.9
+    assert decode(probs, en, lower=True, lexicon=Lexicon(LexiconSpec(words=str(upper)), en))[0][0] == "hello"
+
+
+def test_the_shipped_english_lexicon_loads_for_the_default_dictionary():
+    shipped = load_lexicon(LexiconSpec(), ALNUM)
+    assert len(shipped.words) > 45000
+    assert {"street", "hotel", "exit", "the"} <= shipped.words
+    assert all(w.isascii() and w.isalpha() and w.islower() for w in shipped.words)
+
+
+def test_bad_lexicons_are_one_clear_error(tmp_path):
+    with pytest.raises(LexiconError, match="missing.txt not found.*shipped lexicon \\(en\\)"):
+        Lexicon(LexiconSpec(words=str(tmp_path / "missing.txt")), ALNUM)
+    (tmp_path / "greek.txt").write_text("αβγ\n", encoding="utf-8")
+    with pytest.raises(LexiconError, match="none of its words can be spelled"):
+        Lexicon(LexiconSpec(words=str(tmp_path / "greek.txt")), ALNUM)
+    with pytest.raises(SpecError, match="max_substitutions"):
+        LexiconSpec(max_substitutions=0)
+    with pytest.raises(SpecError, match="max_log_ratio"):
+        LexiconSpec(max_log_ratio=0)
+
+
+def test_the_config_sets_it_and_artifacts_follow_the_config(tmp_path):
+    config = load_config("rare_tiny", ["postprocess.lexicon={words: en, max_log_ratio: 6}"])
+    assert config.spec.lexicon == LexiconSpec(words="en", max_log_ratio=6.0)
+    assert "en lexicon" in config.spec.reading_rules()[-1]
+    assert spec_from_dict(spec_to_dict(config.spec)) == config.spec
+    plain = load_config("rare_tiny").spec
+    assert plain.lexicon is None
+    stored = spec_to_dict(plain)
+    assert spec_from_dict(stored).lexicon is None  # an artifact from before LexiconCorrect
+    # an artifact's runtime decodes as the run's config says, whatever the export's config said
+    assert checked_spec(tmp_path / "model.onnx", plain, config.spec).lexicon == config.spec.lexicon
+    assert checked_spec(tmp_path / "model.onnx", config.spec, plain).lexicon is None
+    with pytest.raises(ConfigError, match="postprocess.lexicon takes max_log_ratio, max_substitutions, words, "
+                                          "not 'ratio'"):
+        load_config("rare_tiny", ["postprocess.lexicon={ratio: 3}"])
+
+
+def test_the_cli_refuses_a_missing_lexicon_before_reading(tmp_path, monkeypatch, capsys):
+    images = tmp_path / "images"
+    images.mkdir()
+    cv2.imwrite(str(images / "word.png"), np.full((32, 100, 3), 255, dtype=np.uint8))
+    missing = tmp_path / "nowhere.txt"
+    monkeypatch.setattr(sys, "argv", ["rare", "predict", str(images), "-w", "rare_small_en", "-o",
+                                      str(tmp_path / "out"), "--opt", f"postprocess.lexicon={{words: {missing}}}"])
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    (line,) = capsys.readouterr().err.splitlines()
+    assert stopped.value.code == 2 and line.startswith(f"Error: lexicon {missing} not found"), line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_reading_with_a_digit_is_kept_where_no_word_has_one(words, tmp_path):
+    # 'h3llo': a digit, which no word of the lexicon has, marks a code or a number, however near a word it is
+    h3llo = probs_for([{"h": 0.9}, {3 + 2: 0.5, "e": 0.45}, {"l": 0.9}, {"l": 0.9}, {"o": 0.8}, {STOP: 0.9}])
+    assert decode(h3llo, ALNUM, lexicon=lexicon(words))[0][0] == "h3llo"
+    with_digits = tmp_path / "codes.txt"
+    with_digits.write_text("hello\nb52\n", encoding="utf-8")
+    assert decode(h3llo, ALNUM, lexicon=lexicon(str(with_digits)))[0][0] == "hello"
