@@ -93,11 +93,28 @@ def test_the_shipped_model_reads_an_unsure_crop_again_padded():
     with env.begin() as txn:
         crop = decode_image(txn.get(b"image-000001560"), "IIIT5k_train sample 1560")
     env.close()
-    spec = load_config(DEFAULT_MODEL).spec
+    spec = dataclasses.replace(load_config(DEFAULT_MODEL).spec, lexicon=None)  # the rule alone (the lexicon fixes it too)
     assert spec.input.reread_padded == (0.25, 0.9)
     once = dataclasses.replace(spec, input=dataclasses.replace(spec.input, reread_padded=None))
     assert open_runtime("torch", once, DEFAULT_MODEL).recognise([crop], lower=True)[0][0] != "customers"
     assert open_runtime("torch", spec, DEFAULT_MODEL).recognise([crop], lower=True)[0][0] == "customers"
+
+
+@needs_shared
+def test_the_shipped_model_reads_a_near_miss_as_the_word_it_nearly_read():
+    """Its config corrects readings that are not words (LexiconCorrect): real_words' demo_1.png, "Available", reads
+    "avallable" without the lexicon; with it, the likeliest word a letter away."""
+    import dataclasses
+
+    from rare_portable.data.preprocess import decode_image
+    from runtimes import open_runtime
+
+    crop = decode_image((REAL_WORDS / "demo_1.png").read_bytes(), "demo_1.png")
+    spec = load_config(DEFAULT_MODEL).spec
+    assert spec.lexicon is not None and spec.lexicon.words == "en"
+    without = dataclasses.replace(spec, lexicon=None)
+    assert open_runtime("torch", without, DEFAULT_MODEL).recognise([crop], lower=True)[0][0] == "avallable"
+    assert open_runtime("torch", spec, DEFAULT_MODEL).recognise([crop], lower=True)[0][0] == "available"
 
 
 @needs_shared
