@@ -82,7 +82,8 @@ class Lexicon:
 
         `probs` [T, num_classes] are the sample's step probabilities and `ids` the reading's class ids, one per
         step before STOP. A word's likelihood is the product of its characters' probabilities at their steps and
-        STOP's after them: the greedy path's own distributions, which a same-length word shares."""
+        STOP's after them, all read off the greedy path: an approximation (the decoder fed the read character,
+        not the word's, to the steps after a change) that needs no second pass, so exported runtimes can use it."""
         length = len(ids)
         if not length or length >= len(probs) or length not in self._by_length or not self._kept_ids.isdisjoint(
                 ids.tolist()):
