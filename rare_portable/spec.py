@@ -205,10 +205,12 @@ class LexiconSpec:
     def __post_init__(self):
         if not isinstance(self.words, str) or not self.words:
             raise SpecError(f"postprocess.lexicon.words must name a lexicon or a file, got {self.words!r}")
-        if not isinstance(self.max_substitutions, int) or self.max_substitutions < 1:
+        if isinstance(self.max_substitutions, bool) or not isinstance(self.max_substitutions, int) \
+                or self.max_substitutions < 1:
             raise SpecError(f"postprocess.lexicon.max_substitutions must be a whole number >= 1, "
                             f"got {self.max_substitutions!r}")
-        if not self.max_log_ratio > 0:
+        if isinstance(self.max_log_ratio, bool) or not isinstance(self.max_log_ratio, (int, float)) \
+                or not self.max_log_ratio > 0:
             raise SpecError(f"postprocess.lexicon.max_log_ratio must be > 0, got {self.max_log_ratio!r}")
 
     def rule(self) -> str:

@@ -126,8 +126,11 @@ def test_bad_lexicons_are_one_clear_error(tmp_path):
         Lexicon(LexiconSpec(words=str(tmp_path / "greek.txt")), ALNUM)
     with pytest.raises(SpecError, match="max_substitutions"):
         LexiconSpec(max_substitutions=0)
-    with pytest.raises(SpecError, match="max_log_ratio"):
-        LexiconSpec(max_log_ratio=0)
+    for ratio in (0, "four", True):
+        with pytest.raises(SpecError, match="max_log_ratio must be > 0"):
+            LexiconSpec(max_log_ratio=ratio)
+    with pytest.raises(SpecError, match="max_substitutions"):
+        LexiconSpec(max_substitutions=1.5)
 
 
 def test_the_config_sets_it_and_artifacts_follow_the_config(tmp_path):
