@@ -113,13 +113,15 @@ def test_eval_reports_each_lmdb_of_a_tree_and_both_means(weights, tree, tmp_path
 
 
 def test_eval_says_how_the_shipped_model_reads_beyond_mindocrs_way(tree, tmp_path):
-    """The shipped config reads tall crops every way and unsure crops again: the figures are not MindOCR's
-    one reading per crop, and the output says so."""
+    """The shipped config reads tall crops every way and unsure crops again, and corrects readings that are not
+    words: the figures are not MindOCR's one reading per crop, and the output says so."""
     result = rare("eval", "-w", "rare_small_en", "--data", tree, "--json", tmp_path / "r.json")
     assert result.exit_code == 0, result.output + result.stderr
     assert json.loads((tmp_path / "r.json").read_text())["reading"] == [
         "crops over 1.5x taller than wide also read turned each way, the most confident reading kept",
-        "readings less confident than 0.9 read again with the edges repeated 0.25x the height, the more confident kept"]
+        "readings less confident than 0.9 read again with the edges repeated 0.25x the height, the more confident kept",
+        "readings that are not words of the en lexicon become the likeliest word within 2 characters, when at most "
+        "e^4 times less likely"]
     assert "read: each crop once, as it is; crops over 1.5x taller" in result.output
 
 
