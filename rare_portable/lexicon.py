@@ -1,11 +1,14 @@
 """LexiconCorrect (a rare-portable extension): a reading that is not a word becomes the word the model nearly read.
 
-A reading missing from the lexicon is replaced by the lexicon word of the same length, differing in at most
-`max_substitutions` characters, that the model's own step probabilities make likeliest, when that word is at most
-e^`max_log_ratio` times less likely than the reading. Scene text is mostly words, and many of the model's misses on
-real crops are a letter or two off a frequent one ("hcllo"); a reading the model is sure of, one no word is near
-(a name), and one with a digit where the words have none (a code, a number) stay as they are. It works on the probabilities every runtime returns, so every backend
-corrects alike.
+A reading missing from the lexicon is replaced by the lexicon word that the model's own step probabilities make
+likeliest among the words of its length differing in at most `max_substitutions` characters and, with
+`max_skipped: 1`, the words one character longer (a character the model skipped, or stopped before), when that word
+is at most e^`max_log_ratio` times less likely than the reading. With `prior: zipf` the lexicon lists its words most
+frequent first and, among the words that pass, a word's likelihood is weighed by 1/rank (Zipf's law): "sale"
+before "sme". Scene text is mostly words, and many of the model's misses on real crops are a letter or two off a
+frequent one ("hcllo", "warehous"); a reading the model is sure of, one no word is near (a name), and one with a
+digit where the words have none (a code, a number) stay as they are. It works on the probabilities every runtime
+returns, so every backend corrects alike.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ from typing import Dict, List, Optional, Tuple, Type
 
 import numpy as np
 
-from .charset import NUM_SPECIAL, Charset
+from .charset import NUM_SPECIAL, STOP, Charset
 from .errors import UserError
 from .files import PathLike
 from .spec import LexiconSpec
@@ -63,44 +66,84 @@ class Lexicon:
         self.spec = spec
         path = lexicon_path(spec.words)
         index = {c: i + NUM_SPECIAL for i, c in enumerate(charset.chars)}
-        spelled = [w for w in dict.fromkeys(read_words(path)) if all(c in index for c in w)]
+        listed = list(dict.fromkeys(read_words(path)))
+        spelled = [(rank, w) for rank, w in enumerate(listed, 1) if all(c in index for c in w)]
         if not spelled:
             raise LexiconError(f"lexicon {path}: none of its words can be spelled with the dictionary "
                                f"{charset.source}; use a lexicon in that dictionary's characters")
-        self.words = frozenset(spelled)
+        self.words = frozenset(w for _, w in spelled)
         # In a lexicon of words without digits (the shipped one), a reading with a digit is a code or a number: kept.
-        self._kept_ids = frozenset() if any(c.isdigit() for w in spelled for c in w) else frozenset(
+        self._kept_ids = frozenset() if any(c.isdigit() for w in self.words for c in w) else frozenset(
             i for c, i in index.items() if c.isdigit())
-        by_length: Dict[int, List[str]] = {}
-        for word in spelled:
-            by_length.setdefault(len(word), []).append(word)
-        self._by_length = {n: (words, np.array([[index[c] for c in w] for w in words], dtype=np.int64))
-                           for n, words in by_length.items()}
+        by_length: Dict[int, List[Tuple[int, str]]] = {}
+        for rank, word in spelled:
+            by_length.setdefault(len(word), []).append((rank, word))
+        zipf = spec.prior == "zipf"
+        self._by_length = {n: ([w for _, w in ranked], np.array([[index[c] for c in w] for _, w in ranked]),
+                               -np.log([r for r, _ in ranked]) if zipf else np.zeros(len(ranked)))
+                           for n, ranked in by_length.items()}
 
     def correct(self, probs: np.ndarray, ids: np.ndarray) -> Optional[Tuple[str, float]]:
         """The replacement (word, confidence) for one reading, or None to keep it.
 
         `probs` [T, num_classes] are the sample's step probabilities and `ids` the reading's class ids, one per
-        step before STOP. A word's likelihood is the product of its characters' probabilities at their steps and
-        STOP's after them, all read off the greedy path: an approximation (the decoder fed the read character,
-        not the word's, to the steps after a change) that needs no second pass, so exported runtimes can use it."""
+        step before STOP. A word's likelihood is the product of its characters' probabilities at the steps it is
+        aligned to, all read off the greedy path: an approximation (the decoder fed the read character, not the
+        word's, to the steps after a change) that needs no second pass, so exported runtimes can use it."""
         length = len(ids)
-        if not length or length >= len(probs) or length not in self._by_length or not self._kept_ids.isdisjoint(
-                ids.tolist()):
+        if not length or length >= len(probs) or not self._kept_ids.isdisjoint(ids.tolist()):
             return None
-        words, candidates = self._by_length[length]
-        near = (candidates != ids).sum(axis=1) <= self.spec.max_substitutions
-        if not near.any():
+        log_probs = np.log(probs[:length + 1] + TINY)
+        floor = log_probs[np.arange(length), ids].sum() - self.spec.max_log_ratio
+        found = [best for best in (self._same_length(log_probs, ids, floor), self._one_longer(log_probs, ids, floor))
+                 if best is not None]
+        if not found:
             return None
-        steps = np.arange(length)
-        log_probs = np.log(probs[:length] + TINY)
-        reading = log_probs[steps, ids].sum()
-        scores = np.where(near, log_probs[steps, candidates].sum(axis=1), -np.inf)
-        best = int(scores.argmax())
-        # STOP's probability at the same step is common to every candidate and the reading, so it cancels.
-        if reading - scores[best] > self.spec.max_log_ratio:
+        _, word, confidence = max(found, key=lambda best: best[0])
+        return word, confidence
+
+    def _same_length(self, log_probs: np.ndarray, ids: np.ndarray, floor: float) -> Optional[Tuple[float, str, float]]:
+        """Words of the reading's length, character t at step t (the reading's STOP step is common to all)."""
+        length = len(ids)
+        if length not in self._by_length:
             return None
-        return words[best], float(probs[steps, candidates[best]].mean())
+        words, candidates, prior = self._by_length[length]
+        chars = log_probs[np.arange(length), candidates][:, None, :]  # [words, 1 alignment, length]
+        substitutions = (candidates != ids).sum(axis=1)[:, None]
+        return self._likeliest(words, prior, chars, substitutions, self.spec.max_substitutions, floor)
+
+    def _one_longer(self, log_probs: np.ndarray, ids: np.ndarray, floor: float) -> Optional[Tuple[float, str, float]]:
+        """Words with a character k the reading skipped: the characters before it at their steps, it at step k
+        (which saw the word's own prefix, so its probability there is the model's), and the rest one step early,
+        where the reading has them; the skip counts as one of `max_substitutions`."""
+        length = len(ids)
+        if not self.spec.max_skipped or length + 1 not in self._by_length:
+            return None
+        words, candidates, prior = self._by_length[length + 1]
+        at_step = log_probs[np.arange(length + 1), candidates]  # character t at step t (step `length` read STOP)
+        early = log_probs[np.arange(length), candidates[:, 1:]]  # character t + 1 at step t
+        chars = np.stack([np.concatenate([at_step[:, :k + 1], early[:, k:]], axis=1) for k in range(length + 1)],
+                         axis=1)  # [words, k, length + 1]
+        zero = np.zeros((len(words), 1), dtype=np.int64)
+        before = np.concatenate([zero, np.cumsum(candidates[:, :length] != ids, axis=1)], axis=1)  # [words, k]
+        after = np.concatenate([np.cumsum((candidates[:, 1:] != ids)[:, ::-1], axis=1)[:, ::-1], zero], axis=1)
+        # A skip where the reading has the word's character is one step later ("hel" -> "hell" skipped at step 3,
+        # not 2): scoring it at k would count the read character's probability twice.
+        skips_here = np.concatenate([candidates[:, :length] != ids, ~zero.astype(bool)], axis=1)
+        substitutions = np.where(skips_here, before + after, length + 1)
+        return self._likeliest(words, prior, chars, substitutions, self.spec.max_substitutions - 1, floor)
+
+    @staticmethod
+    def _likeliest(words: List[str], prior: np.ndarray, chars: np.ndarray, substitutions: np.ndarray, budget: int,
+                   floor: float) -> Optional[Tuple[float, str, float]]:
+        """(likelihood x prior, word, confidence) of the best (word, alignment) within `budget` substitutions whose
+        likelihood is above `floor`; `chars` [words, alignments, characters] are log-probabilities."""
+        likelihood = chars.sum(axis=2)
+        scores = np.where((substitutions <= budget) & (likelihood >= floor), likelihood + prior[:, None], -np.inf)
+        word, alignment = np.unravel_index(int(scores.argmax()), scores.shape)
+        if not np.isfinite(scores[word, alignment]):
+            return None
+        return float(scores[word, alignment]), words[word], float(np.exp(chars[word, alignment]).mean())
 
 
 @functools.lru_cache(maxsize=4)

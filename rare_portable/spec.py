@@ -195,12 +195,15 @@ class HeadSpec:
 @dataclass(frozen=True)
 class LexiconSpec:
     """LexiconCorrect (a rare-portable extension, `postprocess.lexicon`; rare_portable/lexicon.py): a reading that
-    is not a word of `words` becomes the likeliest word of its length within `max_substitutions` characters, when
-    the model finds it at most e^max_log_ratio times less likely than its own reading."""
+    is not a word of `words` becomes the likeliest word of its length within `max_substitutions` characters (or,
+    with `max_skipped`, one character longer: the skip counts as one of them), when the model finds it at most
+    e^max_log_ratio times less likely than its own reading; `prior: zipf` weighs the candidates by 1/rank."""
 
     words: str = "en"  # a shipped lexicon's name (rare_portable/lexicons/) or a text file, one word per line
     max_substitutions: int = 2
     max_log_ratio: float = 4.0
+    max_skipped: int = 1  # 1: words one character longer (one the model skipped) are candidates too
+    prior: str = "zipf"  # zipf: the lexicon lists words most frequent first, a word's prior is 1/rank; none
 
     def __post_init__(self):
         if not isinstance(self.words, str) or not self.words:
@@ -212,11 +215,19 @@ class LexiconSpec:
         if isinstance(self.max_log_ratio, bool) or not isinstance(self.max_log_ratio, (int, float)) \
                 or not self.max_log_ratio > 0:
             raise SpecError(f"postprocess.lexicon.max_log_ratio must be > 0, got {self.max_log_ratio!r}")
+        if isinstance(self.max_skipped, bool) or self.max_skipped not in (0, 1):
+            raise SpecError(f"postprocess.lexicon.max_skipped must be 0 or 1, got {self.max_skipped!r}")
+        if self.prior not in ("zipf", "none"):
+            raise SpecError(f"postprocess.lexicon.prior must be zipf (words listed most frequent first) or none, "
+                            f"got {self.prior!r}")
 
     def rule(self) -> str:
         """The rule in words, for reports."""
+        skipped = " (one of them a character skipped)" if self.max_skipped else ""
+        prior = ", weighed by 1/rank (Zipf)" if self.prior == "zipf" else ""
         return (f"readings that are not words of the {self.words} lexicon become the likeliest word within "
-                f"{self.max_substitutions} characters, when at most e^{self.max_log_ratio:g} times less likely")
+                f"{self.max_substitutions} characters{skipped}, when at most e^{self.max_log_ratio:g} times less "
+                f"likely{prior}")
 
 
 @dataclass(frozen=True)

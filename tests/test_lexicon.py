@@ -77,18 +77,44 @@ def test_more_substitutions_than_allowed_keep_the_reading(words):
     assert decode(two_off, ALNUM, lexicon=lexicon(words, max_substitutions=2))[0][0] == "hello"
 
 
-def test_only_words_of_the_readings_length_and_spelling_are_candidates(words):
-    # 'hel' is one letter short of 'hell' and 'help'-like words: a length change is never made
+def test_a_character_the_model_skipped_is_put_back(words):
+    # 'hllo': at step 1 the model, having read 'h', gave 'e' 0.3 and read the next 'l' instead
+    hllo = probs_for([{"h": 0.9}, {"l": 0.6, "e": 0.3}, {"l": 0.9}, {"o": 0.8}, {STOP: 0.9}])
+    [(text, confidence)] = decode(hllo, ALNUM, lexicon=lexicon(words))
+    assert text == "hello"
+    # h at 0, e at 1 (skipped there), then l l o one step early: l .6 at 1, l .9 at 2, o .8 at 3
+    assert confidence == pytest.approx((0.9 + 0.3 + 0.6 + 0.9 + 0.8) / 5, rel=1e-5)
+    assert decode(hllo, ALNUM, lexicon=lexicon(words, max_skipped=0))[0][0] == "hllo"
+    # 'worl' stopped where 'd' had 0.3: the word's last character goes where STOP was read
+    worl = probs_for([{"w": 0.9}, {"o": 0.9}, {"r": 0.9}, {"l": 0.9}, {STOP: 0.6, "d": 0.3}])
+    assert decode(worl, ALNUM, lexicon=lexicon(words))[0][0] == "world"
+    # the skip counts as one of max_substitutions: 'hlla' needs it and a substitution
+    hlla = probs_for([{"h": 0.9}, {"l": 0.6, "e": 0.3}, {"l": 0.9}, {"a": 0.6, "o": 0.3}, {STOP: 0.9}])
+    assert decode(hlla, ALNUM, lexicon=lexicon(words))[0][0] == "hello"
+    assert decode(hlla, ALNUM, lexicon=lexicon(words, max_substitutions=1))[0][0] == "hlla"
+
+
+def test_only_words_as_long_or_one_longer_and_spelled_are_candidates(words):
+    # 'hel' + 'l' is 'hell', but at step 3 the model gave 'l' only what every other class got: no skip there.
+    # (Scored at step 2, where 'l' was read, the skipped 'l' would count that step's probability twice.)
     assert decode(probs_for([{"h": 0.9}, {"e": 0.9}, {"l": 0.5, "p": 0.4}, {STOP: 0.9}]), ALNUM,
                   lexicon=lexicon(words))[0][0] == "hel"
+    # 'hellos' is one longer than 'hello', never shorter: a character read too many stays
+    assert decode(probs_for([{"h": 0.9}, {"e": 0.9}, {"l": 0.9}, {"l": 0.9}, {"o": 0.9}, {"s": 0.5, STOP: 0.4}]),
+                  ALNUM, lexicon=lexicon(words))[0][0] == "hellos"
     assert "café" not in lexicon(words).words  # é is not in 0-9a-z
 
 
-def test_the_likeliest_near_word_wins(tmp_path):
+def test_the_likeliest_near_word_wins_weighed_by_its_rank(tmp_path):
     path = tmp_path / "words.txt"
     path.write_text("cat\ncot\n", encoding="utf-8")
-    cxt = probs_for([{"c": 0.9}, {"x": 0.5, "o": 0.3, "a": 0.15}, {"t": 0.9}, {STOP: 0.9}])
-    assert decode(cxt, ALNUM, lexicon=lexicon(str(path)))[0][0] == "cot"
+    # cot is 1.5 times likelier than cat, but Zipf's prior makes cat, listed first, twice as likely a word
+    cxt = probs_for([{"c": 0.9}, {"x": 0.5, "o": 0.3, "a": 0.2}, {"t": 0.9}, {STOP: 0.9}])
+    assert decode(cxt, ALNUM, lexicon=lexicon(str(path), prior="none"))[0][0] == "cot"
+    assert decode(cxt, ALNUM, lexicon=lexicon(str(path)))[0][0] == "cat"
+    # the prior only ranks words the model allows: 'xot' is too unlikely a 'cat' however frequent
+    xot = probs_for([{"x": 0.9}, {"o": 0.9}, {"t": 0.9}, {STOP: 0.9}])
+    assert decode(xot, ALNUM, lexicon=lexicon(str(path)))[0][0] == "xot"
 
 
 def test_a_reading_with_go_inside_is_kept(words):
@@ -131,6 +157,11 @@ def test_bad_lexicons_are_one_clear_error(tmp_path):
             LexiconSpec(max_log_ratio=ratio)
     with pytest.raises(SpecError, match="max_substitutions"):
         LexiconSpec(max_substitutions=1.5)
+    for skipped in (2, True):
+        with pytest.raises(SpecError, match="max_skipped must be 0 or 1"):
+            LexiconSpec(max_skipped=skipped)
+    with pytest.raises(SpecError, match="prior must be zipf .* or none, got 'frequency'"):
+        LexiconSpec(prior="frequency")
 
 
 def test_the_config_sets_it_and_artifacts_follow_the_config(tmp_path):
@@ -145,8 +176,8 @@ def test_the_config_sets_it_and_artifacts_follow_the_config(tmp_path):
     # an artifact's runtime decodes as the run's config says, whatever the export's config said
     assert checked_spec(tmp_path / "model.onnx", plain, config.spec).lexicon == config.spec.lexicon
     assert checked_spec(tmp_path / "model.onnx", config.spec, plain).lexicon is None
-    with pytest.raises(ConfigError, match="postprocess.lexicon takes max_log_ratio, max_substitutions, words, "
-                                          "not 'ratio'"):
+    with pytest.raises(ConfigError, match="postprocess.lexicon takes max_log_ratio, max_skipped, "
+                                          "max_substitutions, prior, words, not 'ratio'"):
         load_config("rare_tiny", ["postprocess.lexicon={ratio: 3}"])
 
 

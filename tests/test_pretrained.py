@@ -118,6 +118,29 @@ def test_the_shipped_model_reads_a_near_miss_as_the_word_it_nearly_read():
 
 
 @needs_shared
+def test_the_shipped_model_puts_back_a_character_it_skipped():
+    """SVT_train sample 128, "MARKET": the model stops after "marke" (a reading that is not a word); the lexicon,
+    allowed a skipped character, reads the word the last step nearly read."""
+    import dataclasses
+
+    import lmdb
+
+    from rare_portable.data.preprocess import decode_image
+    from runtimes import open_runtime
+
+    env = lmdb.open(str(REAL_VALIDATION / "SVT_train"), readonly=True, lock=False)
+    with env.begin() as txn:
+        assert txn.get(b"label-000000128") == b"MARKET"
+        crop = decode_image(txn.get(b"image-000000128"), "SVT_train sample 128")
+    env.close()
+    spec = load_config(DEFAULT_MODEL).spec
+    assert spec.lexicon.max_skipped == 1
+    no_skip = dataclasses.replace(spec, lexicon=dataclasses.replace(spec.lexicon, max_skipped=0))
+    assert open_runtime("torch", no_skip, DEFAULT_MODEL).recognise([crop], lower=True)[0][0] == "marke"
+    assert open_runtime("torch", spec, DEFAULT_MODEL).recognise([crop], lower=True)[0][0] == "market"
+
+
+@needs_shared
 def test_report_is_reproduced_on_the_held_out_real_words(tmp_path):
     """The IIIT5K held-out block (samples 1501-2000, never trained on), split as the recipe splits it."""
     split = run("lmdb", "split", REAL_VALIDATION / "IIIT5k_train", "--hold-out", 0.25, "-o", tmp_path)
