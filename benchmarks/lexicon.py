@@ -1,12 +1,14 @@
 """What LexiconCorrect (postprocess.lexicon, rare_portable/lexicon.py) gains and costs, per setting.
 
-    python -m benchmarks.lexicon [-w rare_small_en] [--ratio 2 4 6] [--substitutions 1 2 3]
+    python -m benchmarks.lexicon [-w rare_small_en] [--settings "{words: en}" "{words: en, prior: none}" ...]
 
 Reads the real held-out splits (and, to count what it costs on words that are not words, the rendered held-out
 words, 15% of them random strings) once without the lexicon and once per setting, with the config's other reading
 rules, through `rare eval --predictions`; counts per split the words read, and the words won and lost against the
-reading without it. Rendered words are drawn from the lexicon's own word list, so only their losses (random strings
-turned into words) mean anything. Writes benchmarks/results/lexicon.json.
+reading without it. The default settings take the shipped one ({words: en}: 2 characters, one of them may be a
+skipped one, e^4, Zipf's prior) apart one part at a time, and move its ratio. Rendered words are drawn from the
+lexicon's own word list, so only their losses (random strings turned into words) mean anything. Writes
+benchmarks/results/lexicon.json.
 """
 from __future__ import annotations
 
@@ -24,6 +26,9 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import machine  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
+# The shipped setting, each of its parts taken away, and its ratio moved.
+SETTINGS = ("{words: en}", "{words: en, max_skipped: 0, prior: none}", "{words: en, prior: none}",
+            "{words: en, max_skipped: 0}", "{words: en, max_log_ratio: 2.0}", "{words: en, max_log_ratio: 6.0}")
 RARE = [sys.executable, "-c", "from rare_portable.cli import main; main()"]
 
 
@@ -43,29 +48,25 @@ def main(argv=None):
     parser.add_argument("-w", "--weights", default="rare_small_en")
     parser.add_argument("--data", type=Path, nargs="+",
                         default=[ROOT / "data" / "real" / "holdout", ROOT / "data" / "shipped" / "heldout"])
-    parser.add_argument("--ratio", type=float, nargs="+", default=[2.0, 4.0, 6.0])
-    parser.add_argument("--substitutions", type=int, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), help="postprocess.lexicon values")
     parser.add_argument("--json", type=Path, default=RESULTS / "lexicon.json")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory() as tmp:
         plain = read(args.weights, args.data, "null", Path(tmp))
         rows = []
-        for ratio in args.ratio:
-            for subs in args.substitutions:
-                setting = f"{{words: en, max_log_ratio: {ratio}, max_substitutions: {subs}}}"
-                corrected = read(args.weights, args.data, setting, Path(tmp))
-                for dataset in sorted({d for d, _ in plain}):
-                    keys = [k for k in plain if k[0] == dataset]
-                    row = {"dataset": dataset, "max_log_ratio": ratio, "max_substitutions": subs,
-                           "samples": len(keys), "correct_without": sum(plain[k][2] for k in keys),
-                           "correct": sum(corrected[k][2] for k in keys),
-                           "won": sum(corrected[k][2] and not plain[k][2] for k in keys),
-                           "lost": sum(plain[k][2] and not corrected[k][2] for k in keys),
-                           "lost_words": [plain[k][0] for k in keys if plain[k][2] and not corrected[k][2]]}
-                    rows.append(row)
-                    print(f"ratio {ratio:g}, substitutions {subs}, {dataset}: {row['correct_without']} -> "
-                          f"{row['correct']} of {row['samples']} (+{row['won']} -{row['lost']})", flush=True)
+        for setting in args.settings:
+            corrected = read(args.weights, args.data, setting, Path(tmp))
+            for dataset in sorted({d for d, _ in plain}):
+                keys = [k for k in plain if k[0] == dataset]
+                row = {"dataset": dataset, "setting": setting, "samples": len(keys),
+                       "correct_without": sum(plain[k][2] for k in keys), "correct": sum(corrected[k][2] for k in keys),
+                       "won": sum(corrected[k][2] and not plain[k][2] for k in keys),
+                       "lost": sum(plain[k][2] and not corrected[k][2] for k in keys),
+                       "lost_words": [plain[k][0] for k in keys if plain[k][2] and not corrected[k][2]]}
+                rows.append(row)
+                print(f"{setting}, {dataset}: {row['correct_without']} -> {row['correct']} of {row['samples']} "
+                      f"(+{row['won']} -{row['lost']})", flush=True)
     report = {"weights": args.weights, "machine": machine.describe(), "rows": rows}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
