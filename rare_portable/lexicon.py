@@ -108,9 +108,9 @@ class Lexicon:
         if length not in self._by_length:
             return None
         words, candidates, prior = self._by_length[length]
-        chars = log_probs[np.arange(length), candidates][:, None, :]  # [words, 1 alignment, length]
-        substitutions = (candidates != ids).sum(axis=1)[:, None]
-        return self._likeliest(words, prior, chars, substitutions, self.spec.max_substitutions, floor)
+        near = np.flatnonzero((candidates != ids).sum(axis=1) <= self.spec.max_substitutions)
+        chars = log_probs[np.arange(length), candidates[near]][:, None, :]  # [near words, 1 alignment, length]
+        return self._likeliest(words, near, prior, chars, np.ones(chars.shape[:2], dtype=bool), floor)
 
     def _one_longer(self, log_probs: np.ndarray, ids: np.ndarray, floor: float) -> Optional[Tuple[float, str, float]]:
         """Words with a character k the reading skipped: the characters before it at their steps, it at step k
@@ -120,30 +120,34 @@ class Lexicon:
         if not self.spec.max_skipped or length + 1 not in self._by_length:
             return None
         words, candidates, prior = self._by_length[length + 1]
-        at_step = log_probs[np.arange(length + 1), candidates]  # character t at step t (step `length` read STOP)
-        early = log_probs[np.arange(length), candidates[:, 1:]]  # character t + 1 at step t
-        chars = np.stack([np.concatenate([at_step[:, :k + 1], early[:, k:]], axis=1) for k in range(length + 1)],
-                         axis=1)  # [words, k, length + 1]
-        zero = np.zeros((len(words), 1), dtype=np.int64)
-        before = np.concatenate([zero, np.cumsum(candidates[:, :length] != ids, axis=1)], axis=1)  # [words, k]
+        zero = np.zeros((len(candidates), 1), dtype=np.int64)
+        differ_before = candidates[:, :length] != ids  # the skip after position t
+        before = np.concatenate([zero, np.cumsum(differ_before, axis=1)], axis=1)  # substitutions before k
         after = np.concatenate([np.cumsum((candidates[:, 1:] != ids)[:, ::-1], axis=1)[:, ::-1], zero], axis=1)
         # A skip where the reading has the word's character is one step later ("hel" -> "hell" skipped at step 3,
         # not 2): scoring it at k would count the read character's probability twice.
-        skips_here = np.concatenate([candidates[:, :length] != ids, ~zero.astype(bool)], axis=1)
-        substitutions = np.where(skips_here, before + after, length + 1)
-        return self._likeliest(words, prior, chars, substitutions, self.spec.max_substitutions - 1, floor)
+        skips_here = np.concatenate([differ_before, zero == 0], axis=1)
+        allowed = skips_here & (before + after <= self.spec.max_substitutions - 1)  # [words, k]
+        near = np.flatnonzero(allowed.any(axis=1))
+        at_step = log_probs[np.arange(length + 1), candidates[near]]  # character t at step t (step `length`: STOP's)
+        early = log_probs[np.arange(length), candidates[near, 1:]]  # character t + 1 at step t
+        chars = np.stack([np.concatenate([at_step[:, :k + 1], early[:, k:]], axis=1) for k in range(length + 1)],
+                         axis=1)  # [near words, k, length + 1]
+        return self._likeliest(words, near, prior, chars, allowed[near], floor)
 
     @staticmethod
-    def _likeliest(words: List[str], prior: np.ndarray, chars: np.ndarray, substitutions: np.ndarray, budget: int,
+    def _likeliest(words: List[str], near: np.ndarray, prior: np.ndarray, chars: np.ndarray, allowed: np.ndarray,
                    floor: float) -> Optional[Tuple[float, str, float]]:
-        """(likelihood x prior, word, confidence) of the best (word, alignment) within `budget` substitutions whose
-        likelihood is above `floor`; `chars` [words, alignments, characters] are log-probabilities."""
+        """(likelihood x prior, word, confidence) of the best allowed (word, alignment) whose likelihood is above
+        `floor`; `chars` [near words, alignments, characters] are log-probabilities of the words `near` indexes."""
+        if not len(near):
+            return None
         likelihood = chars.sum(axis=2)
-        scores = np.where((substitutions <= budget) & (likelihood >= floor), likelihood + prior[:, None], -np.inf)
+        scores = np.where(allowed & (likelihood >= floor), likelihood + prior[near, None], -np.inf)
         word, alignment = np.unravel_index(int(scores.argmax()), scores.shape)
         if not np.isfinite(scores[word, alignment]):
             return None
-        return float(scores[word, alignment]), words[word], float(np.exp(chars[word, alignment]).mean())
+        return float(scores[word, alignment]), words[near[word]], float(np.exp(chars[word, alignment]).mean())
 
 
 @functools.lru_cache(maxsize=4)
