@@ -60,6 +60,8 @@ CANDIDATES = {
     "aux_ctc_10": ["train.aux_ctc_weight=10.0"],
     # A peak learning rate 2.5 times the baseline's (decaying to 5e-4): if the plateau is the encoder learning slowly.
     "lr_5e-3": ["scheduler.lr=0.005", "scheduler.min_lr=0.0005"],
+    # Four times the words per step (32 -> 128, the same lr): if the encoder waits on the number of words it sees.
+    "batch_128": ["train.loader.batch_size=128"],
     "baseline": [],  # AdamW 2e-3, clip 5, short-word curriculum over 0.5 epoch (1,000 steps), aux CTC 2.0
     "label_smoothing": ["loss.label_smoothing=0.1"],
     # Short words for 200 steps instead of 1,000; and no curriculum at all.
