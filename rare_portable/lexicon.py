@@ -18,7 +18,7 @@ from typing import Dict, List, Optional, Tuple, Type
 
 import numpy as np
 
-from .charset import NUM_SPECIAL, STOP, Charset
+from .charset import NUM_SPECIAL, Charset
 from .errors import UserError
 from .files import PathLike
 from .spec import LexiconSpec
@@ -66,8 +66,8 @@ class Lexicon:
         self.spec = spec
         path = lexicon_path(spec.words)
         index = {c: i + NUM_SPECIAL for i, c in enumerate(charset.chars)}
-        listed = list(dict.fromkeys(read_words(path)))
-        spelled = [(rank, w) for rank, w in enumerate(listed, 1) if all(c in index for c in w)]
+        spelled = [(rank, w) for rank, w in enumerate(dict.fromkeys(read_words(path)), 1)
+                   if all(c in index for c in w)]
         if not spelled:
             raise LexiconError(f"lexicon {path}: none of its words can be spelled with the dictionary "
                                f"{charset.source}; use a lexicon in that dictionary's characters")
@@ -126,7 +126,7 @@ class Lexicon:
         after = np.concatenate([np.cumsum((candidates[:, 1:] != ids)[:, ::-1], axis=1)[:, ::-1], zero], axis=1)
         # A skip where the reading has the word's character is one step later ("hel" -> "hell" skipped at step 3,
         # not 2): scoring it at k would count the read character's probability twice.
-        skips_here = np.concatenate([differ_before, zero == 0], axis=1)
+        skips_here = np.concatenate([differ_before, np.ones_like(zero, dtype=bool)], axis=1)  # after the last: always
         allowed = skips_here & (before + after <= self.spec.max_substitutions - 1)  # [words, k]
         near = np.flatnonzero(allowed.any(axis=1))
         at_step = log_probs[np.arange(length + 1), candidates[near]]  # character t at step t (step `length`: STOP's)
