@@ -6,8 +6,9 @@ Reads the real held-out splits (and, to count what it costs on words that are no
 words, 15% of them random strings) once without the lexicon and once per setting, with the config's other reading
 rules, through `rare eval --predictions`; counts per split the words read, and the words won and lost against the
 reading without it. The default settings take the shipped one ({words: en}: 2 characters, one of them may be a
-skipped one, e^4, Zipf's prior) apart one part at a time, and move its ratio. Rendered words are drawn from the
-lexicon's own word list, so only their losses (random strings turned into words) mean anything. Writes
+skipped one, e^4, Zipf's prior, words read weighed against near words with a margin of e^1) apart one part at a
+time, and move its margin and ratio. Rendered words are drawn from the lexicon's own word list, so only their
+losses (random strings and rare words turned into other words) mean anything. Writes
 benchmarks/results/lexicon.json.
 """
 from __future__ import annotations
@@ -26,9 +27,11 @@ sys.path.insert(0, str(ROOT))
 from benchmarks import machine  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
-# The shipped setting, each of its parts taken away, and its ratio moved.
-SETTINGS = ("{words: en}", "{words: en, max_skipped: 0, prior: none}", "{words: en, prior: none}",
-            "{words: en, max_skipped: 0}", "{words: en, max_log_ratio: 2.0}", "{words: en, max_log_ratio: 6.0}")
+# The shipped setting, the first one (same length, no prior, words kept), each part taken away, its margin and
+# ratio moved.
+SETTINGS = ("{words: en}", "{words: en, max_skipped: 0, prior: none, word_margin: null}", "{words: en, prior: none}",
+            "{words: en, max_skipped: 0}", "{words: en, word_margin: null}", "{words: en, word_margin: 0.0}",
+            "{words: en, word_margin: 2.0}", "{words: en, max_log_ratio: 2.0}", "{words: en, max_log_ratio: 6.0}")
 RARE = [sys.executable, "-c", "from rare_portable.cli import main; main()"]
 
 

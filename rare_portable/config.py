@@ -224,7 +224,7 @@ def spec_from_config(raw: Mapping[str, Any], name: str = "rare") -> ModelSpec:
 
 def _lexicon(cfg: Any) -> Optional[LexiconSpec]:
     """postprocess.lexicon (LexiconCorrect, a rare-portable extension): null, or {words, max_substitutions,
-    max_log_ratio, max_skipped, prior}."""
+    max_log_ratio, max_skipped, prior, word_margin}."""
     if cfg is None:
         return None
     if not isinstance(cfg, Mapping):

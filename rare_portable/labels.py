@@ -127,7 +127,7 @@ def decode_ids(
 def decode(probs: np.ndarray, charset: Charset, lower: bool = False,
            lexicon: Optional["Lexicon"] = None) -> List[Tuple[str, float]]:
     """(text, confidence) per sample from head probabilities [N, T, num_classes]; with a `lexicon`
-    (LexiconCorrect), a reading that is not one of its words may become the word the model nearly read."""
+    (LexiconCorrect), a reading may become the word the model nearly read."""
     probs = np.asarray(probs)
     if probs.ndim != 3 or probs.shape[2] != charset.num_classes:
         raise ValueError(
@@ -139,7 +139,7 @@ def decode(probs: np.ndarray, charset: Charset, lower: bool = False,
     if lexicon is not None:
         for row, (text, _) in enumerate(results):
             # A GO inside the reading leaves its characters off their steps: such a reading is kept as it is.
-            if text and text not in lexicon.words and ids[row, len(text)] == STOP:
+            if text and ids[row, len(text)] == STOP:
                 results[row] = lexicon.correct(probs[row], ids[row, :len(text)]) or results[row]
     return [(text.lower(), confidence) for text, confidence in results] if lower else results
 

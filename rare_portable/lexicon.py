@@ -5,10 +5,12 @@ likeliest among the words of its length differing in at most `max_substitutions`
 `max_skipped: 1`, the words one character longer (a character the model skipped, or stopped before), when that word
 is at most e^`max_log_ratio` times less likely than the reading. With `prior: zipf` the lexicon lists its words most
 frequent first and, among the words that pass, a word's likelihood is weighed by 1/rank (Zipf's law): "sale"
-before "sme". Scene text is mostly words, and many of the model's misses on real crops are a letter or two off a
-frequent one ("hcllo", "warehous"); a reading the model is sure of, one no word is near (a name), and one with a
-digit where the words have none (a code, a number) stay as they are. It works on the probabilities every runtime
-returns, so every backend corrects alike.
+before "sme". With `word_margin`, a reading that is a word competes with the near words on the same terms and is
+replaced by one whose likelihood x prior is over e^word_margin times its own: a rare word the model half read
+("nem", "oft") gives way to a frequent one ("new", "off"). Scene text is mostly words, and many of the model's
+misses on real crops are a letter or two off a frequent one ("hcllo", "warehous"); a reading the model is sure of,
+one no word is near (a name), and one with a digit where the words have none (a code, a number) stay as they are.
+It works on the probabilities every runtime returns, so every backend corrects alike.
 """
 from __future__ import annotations
 
@@ -71,9 +73,9 @@ class Lexicon:
         if not spelled:
             raise LexiconError(f"lexicon {path}: none of its words can be spelled with the dictionary "
                                f"{charset.source}; use a lexicon in that dictionary's characters")
-        self.words = frozenset(w for _, w in spelled)
+        self._chars = charset.chars
         # In a lexicon of words without digits (the shipped one), a reading with a digit is a code or a number: kept.
-        self._kept_ids = frozenset() if any(c.isdigit() for w in self.words for c in w) else frozenset(
+        self._kept_ids = frozenset() if any(c.isdigit() for _, w in spelled for c in w) else frozenset(
             i for c, i in index.items() if c.isdigit())
         by_length: Dict[int, List[Tuple[int, str]]] = {}
         for rank, word in spelled:
@@ -82,6 +84,8 @@ class Lexicon:
         self._by_length = {n: ([w for _, w in ranked], np.array([[index[c] for c in w] for _, w in ranked]),
                                -np.log([r for r, _ in ranked]) if zipf else np.zeros(len(ranked)))
                            for n, ranked in by_length.items()}
+        self.log_prior = {w: float(p) for words, _, prior in self._by_length.values() for w, p in zip(words, prior)}
+        self.words = frozenset(self.log_prior)
 
     def correct(self, probs: np.ndarray, ids: np.ndarray) -> Optional[Tuple[str, float]]:
         """The replacement (word, confidence) for one reading, or None to keep it.
@@ -93,13 +97,20 @@ class Lexicon:
         length = len(ids)
         if not length or length >= len(probs) or not self._kept_ids.isdisjoint(ids.tolist()):
             return None
+        own_prior = self.log_prior.get("".join(self._chars[i - NUM_SPECIAL] for i in ids))  # None: not a word
+        if own_prior is not None and self.spec.word_margin is None:
+            return None
         log_probs = np.log(probs[:length + 1] + TINY)
-        floor = log_probs[np.arange(length), ids].sum() - self.spec.max_log_ratio
+        own = log_probs[np.arange(length), ids].sum()
+        floor = own - self.spec.max_log_ratio
         found = [best for best in (self._same_length(log_probs, ids, floor), self._one_longer(log_probs, ids, floor))
                  if best is not None]
         if not found:
             return None
-        _, word, confidence = max(found, key=lambda best: best[0])
+        score, word, confidence = max(found, key=lambda best: best[0])
+        # A word read stays unless a near word (the reading itself is one, at its own score) beats it by the margin.
+        if own_prior is not None and score <= own + own_prior + self.spec.word_margin:
+            return None
         return word, confidence
 
     def _same_length(self, log_probs: np.ndarray, ids: np.ndarray, floor: float) -> Optional[Tuple[float, str, float]]:

@@ -197,13 +197,16 @@ class LexiconSpec:
     """LexiconCorrect (a rare-portable extension, `postprocess.lexicon`; rare_portable/lexicon.py): a reading that
     is not a word of `words` becomes the likeliest word of its length within `max_substitutions` characters (or,
     with `max_skipped`, one character longer: the skip counts as one of them), when the model finds it at most
-    e^max_log_ratio times less likely than its own reading; `prior: zipf` weighs the candidates by 1/rank."""
+    e^max_log_ratio times less likely than its own reading; `prior: zipf` weighs the candidates by 1/rank; with
+    `word_margin`, a reading that is a word gives way to a near word whose likelihood x prior beats its own by
+    e^word_margin."""
 
     words: str = "en"  # a shipped lexicon's name (rare_portable/lexicons/) or a text file, one word per line
     max_substitutions: int = 2
     max_log_ratio: float = 4.0
     max_skipped: int = 1  # 1: words one character longer (one the model skipped) are candidates too
     prior: str = "zipf"  # zipf: the lexicon lists words most frequent first, a word's prior is 1/rank; none
+    word_margin: Optional[float] = 1.0  # readings that are words compete too; None: a word read is kept
 
     def __post_init__(self):
         if not isinstance(self.words, str) or not self.words:
@@ -217,6 +220,11 @@ class LexiconSpec:
             raise SpecError(f"postprocess.lexicon.max_log_ratio must be > 0, got {self.max_log_ratio!r}")
         if isinstance(self.max_skipped, bool) or self.max_skipped not in (0, 1):
             raise SpecError(f"postprocess.lexicon.max_skipped must be 0 or 1, got {self.max_skipped!r}")
+        if self.word_margin is not None and (isinstance(self.word_margin, bool)
+                                             or not isinstance(self.word_margin, (int, float))
+                                             or not self.word_margin >= 0):
+            raise SpecError(f"postprocess.lexicon.word_margin must be >= 0, or null to keep every word read, "
+                            f"got {self.word_margin!r}")
         if self.prior not in ("zipf", "none"):
             raise SpecError(f"postprocess.lexicon.prior must be zipf (words listed most frequent first) or none, "
                             f"got {self.prior!r}")
@@ -225,9 +233,11 @@ class LexiconSpec:
         """The rule in words, for reports."""
         skipped = " (one of them a character skipped)" if self.max_skipped else ""
         prior = ", weighed by 1/rank (Zipf)" if self.prior == "zipf" else ""
+        words = ("" if self.word_margin is None else f"; readings that are words give way to a near word over "
+                 f"e^{self.word_margin:g} times likelier")
         return (f"readings that are not words of the {self.words} lexicon become the likeliest word within "
                 f"{self.max_substitutions} characters{skipped}, when at most e^{self.max_log_ratio:g} times less "
-                f"likely{prior}")
+                f"likely{prior}{words}")
 
 
 @dataclass(frozen=True)

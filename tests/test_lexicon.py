@@ -117,6 +117,27 @@ def test_the_likeliest_near_word_wins_weighed_by_its_rank(tmp_path):
     assert decode(xot, ALNUM, lexicon=lexicon(str(path)))[0][0] == "xot"
 
 
+def new_and_nem(tmp_path, nem_rank):
+    """A lexicon with 'new' first and 'nem' at `nem_rank` (the words between are too long to be near either)."""
+    path = tmp_path / "words.txt"
+    fillers = ["longfiller" + "".join(chr(97 + int(d)) for d in f"{i:03d}") for i in range(nem_rank - 2)]
+    path.write_text("\n".join(["new", *fillers, "nem"]) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def test_a_rare_word_read_gives_way_to_a_frequent_near_one(tmp_path):
+    # 'nem' is a word too, 1.25 times likelier than 'new' by its last step, but 100 times rarer
+    nem = probs_for([{"n": 0.9}, {"e": 0.9}, {"m": 0.5, "w": 0.4}, {STOP: 0.9}])
+    assert decode(nem, ALNUM, lexicon=lexicon(new_and_nem(tmp_path, 100)))[0][0] == "new"
+    assert decode(nem, ALNUM, lexicon=lexicon(new_and_nem(tmp_path, 100), word_margin=None))[0][0] == "nem"
+    # 2 times rarer: 'new' is 2 / 1.25 = 1.6 times likelier x prior, short of e^1 = 2.7
+    assert decode(nem, ALNUM, lexicon=lexicon(new_and_nem(tmp_path, 2)))[0][0] == "nem"
+    assert decode(nem, ALNUM, lexicon=lexicon(new_and_nem(tmp_path, 2), word_margin=0.0))[0][0] == "new"
+    # a word read surely stays however rare: 'w' is e^6.8 times less likely than 'm', past max_log_ratio
+    sure = probs_for([{"n": 0.9}, {"e": 0.9}, {"m": 0.9, "w": 0.001}, {STOP: 0.9}])
+    assert decode(sure, ALNUM, lexicon=lexicon(new_and_nem(tmp_path, 100)))[0][0] == "nem"
+
+
 def test_a_reading_with_go_inside_is_kept(words):
     # GO (0) between characters: the text is 'hcllo' but its characters are off their steps
     probs = probs_for([{"h": 0.9}, {0: 0.6}, {"c": 0.6, "e": 0.35}, {"l": 0.9}, {"l": 0.9}, {"o": 0.8}, {STOP: 0.9}])
@@ -162,6 +183,9 @@ def test_bad_lexicons_are_one_clear_error(tmp_path):
             LexiconSpec(max_skipped=skipped)
     with pytest.raises(SpecError, match="prior must be zipf .* or none, got 'frequency'"):
         LexiconSpec(prior="frequency")
+    for margin in (-1.0, "one", True):
+        with pytest.raises(SpecError, match="word_margin must be >= 0, or null to keep every word read"):
+            LexiconSpec(word_margin=margin)
 
 
 def test_the_config_sets_it_and_artifacts_follow_the_config(tmp_path):
@@ -177,7 +201,7 @@ def test_the_config_sets_it_and_artifacts_follow_the_config(tmp_path):
     assert checked_spec(tmp_path / "model.onnx", plain, config.spec).lexicon == config.spec.lexicon
     assert checked_spec(tmp_path / "model.onnx", config.spec, plain).lexicon is None
     with pytest.raises(ConfigError, match="postprocess.lexicon takes max_log_ratio, max_skipped, "
-                                          "max_substitutions, prior, words, not 'ratio'"):
+                                          "max_substitutions, prior, word_margin, words, not 'ratio'"):
         load_config("rare_tiny", ["postprocess.lexicon={ratio: 3}"])
 
 

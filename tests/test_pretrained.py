@@ -26,6 +26,20 @@ needs_shared = pytest.mark.skipif(not REAL_WORDS.is_dir() or not REAL_VALIDATION
                                   reason=f"{SHARED} (the project's shared data) is not beside this checkout")
 
 
+def real_validation_crop(split, index, label):
+    """One RGB crop of ../shared/real_validation, its label checked: the tests below name the sample they read."""
+    import lmdb
+
+    from rare_portable.data.preprocess import decode_image
+
+    env = lmdb.open(str(REAL_VALIDATION / split), readonly=True, lock=False)
+    with env.begin() as txn:
+        assert txn.get(b"label-%09d" % index) == label
+        crop = decode_image(txn.get(b"image-%09d" % index), f"{split} sample {index}")
+    env.close()
+    return crop
+
+
 def run(*args):
     return CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
 
@@ -84,15 +98,9 @@ def test_the_shipped_model_reads_an_unsure_crop_again_padded():
     1560, "Customers", cut close at its left and right, reads "gustomgrs" as it is."""
     import dataclasses
 
-    import lmdb
-
-    from rare_portable.data.preprocess import decode_image
     from runtimes import open_runtime
 
-    env = lmdb.open(str(REAL_VALIDATION / "IIIT5k_train"), readonly=True, lock=False)
-    with env.begin() as txn:
-        crop = decode_image(txn.get(b"image-000001560"), "IIIT5k_train sample 1560")
-    env.close()
+    crop = real_validation_crop("IIIT5k_train", 1560, b"Customers")
     spec = dataclasses.replace(load_config(DEFAULT_MODEL).spec, lexicon=None)  # the rule alone (the lexicon fixes it too)
     assert spec.input.reread_padded == (0.25, 0.9)
     once = dataclasses.replace(spec, input=dataclasses.replace(spec.input, reread_padded=None))
@@ -123,21 +131,30 @@ def test_the_shipped_model_puts_back_a_character_it_skipped():
     allowed a skipped character, reads the word the last step nearly read."""
     import dataclasses
 
-    import lmdb
-
-    from rare_portable.data.preprocess import decode_image
     from runtimes import open_runtime
 
-    env = lmdb.open(str(REAL_VALIDATION / "SVT_train"), readonly=True, lock=False)
-    with env.begin() as txn:
-        assert txn.get(b"label-000000128") == b"MARKET"
-        crop = decode_image(txn.get(b"image-000000128"), "SVT_train sample 128")
-    env.close()
+    crop = real_validation_crop("SVT_train", 128, b"MARKET")
     spec = load_config(DEFAULT_MODEL).spec
     assert spec.lexicon.max_skipped == 1
     no_skip = dataclasses.replace(spec, lexicon=dataclasses.replace(spec.lexicon, max_skipped=0))
     assert open_runtime("torch", no_skip, DEFAULT_MODEL).recognise([crop], lower=True)[0][0] == "marke"
     assert open_runtime("torch", spec, DEFAULT_MODEL).recognise([crop], lower=True)[0][0] == "market"
+
+
+@needs_shared
+def test_the_shipped_model_reads_a_frequent_word_for_a_rare_one_it_half_read():
+    """SVT_train sample 108, "AND": the model reads "ait", a word of the lexicon but a rare one; allowed to weigh a
+    word read against the near words (word_margin), the lexicon reads the frequent word it nearly read."""
+    import dataclasses
+
+    from runtimes import open_runtime
+
+    spec = load_config(DEFAULT_MODEL).spec
+    assert spec.lexicon.word_margin == 1.0
+    crop = real_validation_crop("SVT_train", 108, b"AND")
+    words_kept = dataclasses.replace(spec, lexicon=dataclasses.replace(spec.lexicon, word_margin=None))
+    assert open_runtime("torch", words_kept, DEFAULT_MODEL).recognise([crop], lower=True)[0][0] == "ait"
+    assert open_runtime("torch", spec, DEFAULT_MODEL).recognise([crop], lower=True)[0][0] == "and"
 
 
 @needs_shared
