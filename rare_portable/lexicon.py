@@ -20,7 +20,7 @@ from typing import Dict, List, Optional, Tuple, Type
 
 import numpy as np
 
-from .charset import NUM_SPECIAL, Charset
+from .charset import NUM_SPECIAL, STOP, Charset
 from .errors import UserError
 from .files import PathLike
 from .spec import LexiconSpec
@@ -101,7 +101,9 @@ class Lexicon:
         if own_prior is not None and self.spec.word_margin is None:
             return None
         log_probs = np.log(probs[:length + 1] + TINY)
-        own = log_probs[np.arange(length), ids].sum()
+        # Every candidate is scored over the same steps, the reading's STOP step included: there a word of the
+        # reading's length pays for stopping, as a word one longer pays for its last character.
+        own = log_probs[np.arange(length), ids].sum() + log_probs[length, STOP]
         floor = own - self.spec.max_log_ratio
         found = [best for best in (self._same_length(log_probs, ids, floor), self._one_longer(log_probs, ids, floor))
                  if best is not None]
@@ -114,14 +116,15 @@ class Lexicon:
         return word, confidence
 
     def _same_length(self, log_probs: np.ndarray, ids: np.ndarray, floor: float) -> Optional[Tuple[float, str, float]]:
-        """Words of the reading's length, character t at step t (the reading's STOP step is common to all)."""
+        """Words of the reading's length, character t at step t, then STOP where the reading stopped."""
         length = len(ids)
         if length not in self._by_length:
             return None
         words, candidates, prior = self._by_length[length]
         near = np.flatnonzero((candidates != ids).sum(axis=1) <= self.spec.max_substitutions)
         chars = log_probs[np.arange(length), candidates[near]][:, None, :]  # [near words, 1 alignment, length]
-        return self._likeliest(words, near, prior, chars, np.ones(chars.shape[:2], dtype=bool), floor)
+        return self._likeliest(words, near, prior, chars, np.ones(chars.shape[:2], dtype=bool), floor,
+                               log_probs[length, STOP])
 
     def _one_longer(self, log_probs: np.ndarray, ids: np.ndarray, floor: float) -> Optional[Tuple[float, str, float]]:
         """Words with a character k the reading skipped: the characters before it at their steps, it at step k
@@ -148,12 +151,13 @@ class Lexicon:
 
     @staticmethod
     def _likeliest(words: List[str], near: np.ndarray, prior: np.ndarray, chars: np.ndarray, allowed: np.ndarray,
-                   floor: float) -> Optional[Tuple[float, str, float]]:
-        """(likelihood x prior, word, confidence) of the best allowed (word, alignment) whose likelihood is above
-        `floor`; `chars` [near words, alignments, characters] are log-probabilities of the words `near` indexes."""
+                   floor: float, stop: float = 0.0) -> Optional[Tuple[float, str, float]]:
+        """(likelihood x prior, word, confidence) of the best allowed (word, alignment) whose likelihood (its
+        characters' and `stop`) is above `floor`; `chars` [near words, alignments, characters] are log-probabilities
+        of the words `near` indexes."""
         if not len(near):
             return None
-        likelihood = chars.sum(axis=2)
+        likelihood = chars.sum(axis=2) + stop
         scores = np.where(allowed & (likelihood >= floor), likelihood + prior[near, None], -np.inf)
         word, alignment = np.unravel_index(int(scores.argmax()), scores.shape)
         if not np.isfinite(scores[word, alignment]):

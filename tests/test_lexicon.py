@@ -138,6 +138,15 @@ def test_a_rare_word_read_gives_way_to_a_frequent_near_one(tmp_path):
     assert decode(sure, ALNUM, lexicon=lexicon(new_and_nem(tmp_path, 100)))[0][0] == "nem"
 
 
+def test_words_one_longer_and_of_the_reading_length_are_scored_over_the_same_steps(tmp_path):
+    # 'hel', where the model half wanted another 'l' (0.45) instead of STOP (0.5): 'hell' (h e l, then l at the
+    # STOP step: .9 .9 .5 .45) against 'hep' (.9 .9 .4, and it stops there: .5); without STOP's cost 'hep' would win
+    path = tmp_path / "words.txt"
+    path.write_text("hep\nhell\n", encoding="utf-8")
+    hel = probs_for([{"h": 0.9}, {"e": 0.9}, {"l": 0.5, "p": 0.4}, {STOP: 0.5, "l": 0.45}])
+    assert decode(hel, ALNUM, lexicon=lexicon(str(path), prior="none"))[0][0] == "hell"
+
+
 def test_a_reading_with_go_inside_is_kept(words):
     # GO (0) between characters: the text is 'hcllo' but its characters are off their steps
     probs = probs_for([{"h": 0.9}, {0: 0.6}, {"c": 0.6, "e": 0.35}, {"l": 0.9}, {"l": 0.9}, {"o": 0.8}, {STOP: 0.9}])
