@@ -104,6 +104,8 @@ class Lexicon:
         # Every candidate is scored over the same steps, the reading's STOP step included: there a word of the
         # reading's length pays for stopping, as a word one longer pays for its last character.
         own = log_probs[np.arange(length), ids].sum() + log_probs[length, STOP]
+        if self._none_can_pass(log_probs, own, own_prior):
+            return None
         floor = own - self.spec.max_log_ratio
         found = [best for best in (self._same_length(log_probs, ids, floor), self._one_longer(log_probs, ids, floor))
                  if best is not None]
@@ -114,6 +116,20 @@ class Lexicon:
         if own_prior is not None and score <= own + own_prior + self.spec.word_margin:
             return None
         return word, confidence
+
+    def _none_can_pass(self, log_probs: np.ndarray, own: float, own_prior: Optional[float]) -> bool:
+        """True when no candidate can beat the floor (or, for a word read, the margin) by a bound alone: most
+        readings, at a fraction of scoring the near words. A word unlike the reading takes, at one step at least, a
+        class the model ranked below its own; a word with a skipped character inside it also takes a step's
+        runner-up and skips STOP's step."""
+        runner_up, best = np.partition(log_probs, -2, axis=1)[:, -2:].T
+        likeliest = own - float((best - runner_up).min())
+        if self.spec.max_skipped and len(log_probs) > 1:
+            likeliest = max(likeliest, own - float(log_probs[-1, STOP]) + float(runner_up[:-1].max()))
+        likeliest += 1e-9  # sums in another order round differently
+        # the best prior is 1/1 (log 0)
+        return likeliest < own - self.spec.max_log_ratio or (
+            own_prior is not None and likeliest <= own + own_prior + self.spec.word_margin)
 
     def _same_length(self, log_probs: np.ndarray, ids: np.ndarray, floor: float) -> Optional[Tuple[float, str, float]]:
         """Words of the reading's length, character t at step t, then STOP where the reading stopped."""
