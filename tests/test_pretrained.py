@@ -142,6 +142,19 @@ def test_the_shipped_model_puts_back_a_character_it_skipped():
 
 
 @needs_shared
+def test_the_shipped_model_weighs_a_skipped_last_letter_against_stopping():
+    """real_words' demo_6.png, "MERRY" with its Y cut at the edge: the model stops after "merr" with STOP at only
+    0.56; "merry" takes the step's "y", and the reading pays for its STOP there, so the two are weighed over the
+    same steps (read without STOP's cost, "y" falls short of the e^4 floor)."""
+    from rare_portable.data.preprocess import decode_image
+    from runtimes import open_runtime
+
+    crop = decode_image((REAL_WORDS / "demo_6.png").read_bytes(), "demo_6.png")
+    spec = load_config(DEFAULT_MODEL).spec
+    assert open_runtime("torch", spec, DEFAULT_MODEL).recognise([crop], lower=True)[0][0] == "merry"
+
+
+@needs_shared
 def test_the_shipped_model_reads_a_frequent_word_for_a_rare_one_it_half_read():
     """SVT_train sample 108, "AND": the model reads "ait", a word of the lexicon but a rare one; allowed to weigh a
     word read against the near words (word_margin), the lexicon reads the frequent word it nearly read."""
