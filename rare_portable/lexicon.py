@@ -77,11 +77,14 @@ class Lexicon:
         # In a lexicon of words without digits (the shipped one), a reading with a digit is a code or a number: kept.
         self._kept_ids = frozenset() if any(c.isdigit() for _, w in spelled for c in w) else frozenset(
             i for c, i in index.items() if c.isdigit())
+        # Compact class ids (uint8 for up to 256 classes): every correction compares the reading with each word.
+        self._id_type = np.min_scalar_type(charset.num_classes)
         by_length: Dict[int, List[Tuple[int, str]]] = {}
         for rank, word in spelled:
             by_length.setdefault(len(word), []).append((rank, word))
         zipf = spec.prior == "zipf"
-        self._by_length = {n: ([w for _, w in ranked], np.array([[index[c] for c in w] for _, w in ranked]),
+        self._by_length = {n: ([w for _, w in ranked],
+                               np.array([[index[c] for c in w] for _, w in ranked], dtype=self._id_type),
                                -np.log([r for r, _ in ranked]) if zipf else np.zeros(len(ranked)))
                            for n, ranked in by_length.items()}
         self.log_prior = {w: float(p) for words, _, prior in self._by_length.values() for w, p in zip(words, prior)}
@@ -100,6 +103,7 @@ class Lexicon:
         own_prior = self.log_prior.get("".join(self._chars[i - NUM_SPECIAL] for i in ids))  # None: not a word
         if own_prior is not None and self.spec.word_margin is None:
             return None
+        ids = ids.astype(self._id_type)
         log_probs = np.log(probs[:length + 1] + TINY)
         # Every candidate is scored over the same steps, the reading's STOP step included: there a word of the
         # reading's length pays for stopping, as a word one longer pays for its last character.
@@ -150,20 +154,26 @@ class Lexicon:
         if not self.spec.max_skipped or length + 1 not in self._by_length:
             return None
         words, candidates, prior = self._by_length[length + 1]
-        zero = np.zeros((len(candidates), 1), dtype=np.int64)
-        differ_before = candidates[:, :length] != ids  # the skip after position t
+        budget = self.spec.max_substitutions - 1
+        differ_before = candidates[:, :length] != ids  # the reading's character t against the word's t
+        differ_after = candidates[:, 1:] != ids  # ... against the word's t + 1
+        # Wherever the skip is, character t is compared with one of the two: where both differ it is a substitution.
+        maybe = np.flatnonzero((differ_before & differ_after).sum(axis=1) <= budget)
+        differ_before, differ_after = differ_before[maybe], differ_after[maybe]
+        zero = np.zeros((len(maybe), 1), dtype=np.int64)
         before = np.concatenate([zero, np.cumsum(differ_before, axis=1)], axis=1)  # substitutions before k
-        after = np.concatenate([np.cumsum((candidates[:, 1:] != ids)[:, ::-1], axis=1)[:, ::-1], zero], axis=1)
+        after = np.concatenate([np.cumsum(differ_after[:, ::-1], axis=1)[:, ::-1], zero], axis=1)
         # A skip where the reading has the word's character is one step later ("hel" -> "hell" skipped at step 3,
         # not 2): scoring it at k would count the read character's probability twice.
         skips_here = np.concatenate([differ_before, np.ones_like(zero, dtype=bool)], axis=1)  # after the last: always
-        allowed = skips_here & (before + after <= self.spec.max_substitutions - 1)  # [words, k]
-        near = np.flatnonzero(allowed.any(axis=1))
+        allowed = skips_here & (before + after <= budget)  # [words, k]
+        keep = allowed.any(axis=1)
+        near, allowed = maybe[keep], allowed[keep]
         at_step = log_probs[np.arange(length + 1), candidates[near]]  # character t at step t (step `length`: STOP's)
         early = log_probs[np.arange(length), candidates[near, 1:]]  # character t + 1 at step t
         chars = np.stack([np.concatenate([at_step[:, :k + 1], early[:, k:]], axis=1) for k in range(length + 1)],
                          axis=1)  # [near words, k, length + 1]
-        return self._likeliest(words, near, prior, chars, allowed[near], floor)
+        return self._likeliest(words, near, prior, chars, allowed, floor)
 
     @staticmethod
     def _likeliest(words: List[str], near: np.ndarray, prior: np.ndarray, chars: np.ndarray, allowed: np.ndarray,
