@@ -8,18 +8,24 @@ rules, through `rare eval --predictions`; counts per split the words read, and t
 reading without it. The default settings take the shipped one ({words: en}: 2 characters, one of them may be a
 skipped one, e^4, Zipf's prior, words read weighed against near words with a margin of e^1) apart one part at a
 time, and move its margin and ratio. Rendered words are drawn from the lexicon's own word list, so only their
-losses (random strings and rare words turned into other words) mean anything. Writes
+losses (random strings and rare words turned into other words) mean anything. Then what it costs: the real
+held-out crops read with the config's rules on torch, batch 32, without the lexicon and with each --timed
+setting, alternated over rounds (best round each), as img/s and as a ratio to none. Writes
 benchmarks/results/lexicon.json.
 """
 from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import json
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -46,12 +52,47 @@ def read(weights: str, data, lexicon: str, tmp: Path) -> dict:
                 for r in csv.DictReader(f, delimiter="\t")}
 
 
+def reading_speed(weights: str, root: Path, settings, rounds: int, batch_size: int = 32) -> dict:
+    """img/s of the whole reading (the config's rules, decoding included) per postprocess.lexicon setting."""
+    from rare_portable.config import load_config
+    from rare_portable.data.lmdb import LmdbDataset, find_lmdb_datasets
+    from rare_portable.data.preprocess import decode_image
+    from rare_portable.spec import LexiconSpec
+    from runtimes import open_runtime
+
+    crops = []
+    for path in find_lmdb_datasets(root):
+        dataset = LmdbDataset(path)
+        crops += [decode_image(dataset.read_raw(i).image_bytes, f"{path} sample {i + 1}") for i in range(len(dataset))]
+    spec = load_config(weights).spec
+    runtimes = {setting: open_runtime("torch", dataclasses.replace(
+        spec, lexicon=LexiconSpec(**yaml.safe_load(setting)) if setting != "null" else None), weights)
+        for setting in ["null", *settings]}
+    best = dict.fromkeys(runtimes, float("inf"))
+    for _ in range(rounds):
+        for setting, runtime in runtimes.items():
+            start = time.perf_counter()
+            for first in range(0, len(crops), batch_size):
+                runtime.recognise(crops[first:first + batch_size], lower=True)
+            best[setting] = min(best[setting], time.perf_counter() - start)
+    speed = {"backend": "torch", "batch_size": batch_size, "crops": len(crops), "rounds": rounds,
+             "img_per_s": {s: len(crops) / seconds for s, seconds in best.items()}}
+    speed["ratio_to_none"] = {s: best["null"] / seconds for s, seconds in best.items()}
+    for setting in runtimes:
+        print(f"reading speed, lexicon {setting}: {speed['img_per_s'][setting]:.1f} img/s "
+              f"({speed['ratio_to_none'][setting]:.3f}x none)", flush=True)
+    return speed
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-w", "--weights", default="rare_small_en")
     parser.add_argument("--data", type=Path, nargs="+",
                         default=[ROOT / "data" / "real" / "holdout", ROOT / "data" / "shipped" / "heldout"])
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), help="postprocess.lexicon values")
+    parser.add_argument("--timed", nargs="*", default=["{words: en}", "{words: en, word_margin: null}"],
+                        help="settings whose reading speed is measured against none (none: skip the timing)")
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--json", type=Path, default=RESULTS / "lexicon.json")
     args = parser.parse_args(argv)
 
@@ -71,6 +112,8 @@ def main(argv=None):
                 print(f"{setting}, {dataset}: {row['correct_without']} -> {row['correct']} of {row['samples']} "
                       f"(+{row['won']} -{row['lost']})", flush=True)
     report = {"weights": args.weights, "machine": machine.describe(), "rows": rows}
+    if args.timed:
+        report["speed"] = reading_speed(args.weights, args.data[0], args.timed, args.rounds)
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     print(f"wrote {args.json}")
