@@ -122,16 +122,16 @@ class Lexicon:
         return word, confidence
 
     def _none_can_pass(self, log_probs: np.ndarray, own: float, own_prior: Optional[float]) -> bool:
-        """True when no candidate can beat the floor (or, for a word read, the margin) by a bound alone: most
-        readings, at a fraction of scoring the near words. A word unlike the reading takes, at one step at least, a
-        class the model ranked below its own; a word with a skipped character inside it also takes a step's
-        runner-up and skips STOP's step."""
+        """True when a bound alone shows that no candidate passes the floor (or, for a word read, the margin):
+        most readings, at a fraction of the cost of scoring the near words. A candidate takes, at one step at least,
+        a class the model ranked below the reading's (at best the runner-up); a word with its skipped character
+        before the last step takes a step's runner-up and the best class at every other step but STOP's."""
         runner_up, best = np.partition(log_probs, -2, axis=1)[:, -2:].T
         likeliest = own - float((best - runner_up).min())
-        if self.spec.max_skipped and len(log_probs) > 1:
+        if self.spec.max_skipped:
             likeliest = max(likeliest, own - float(log_probs[-1, STOP]) + float(runner_up[:-1].max()))
         likeliest += 1e-9  # sums in another order round differently
-        # the best prior is 1/1 (log 0)
+        # No prior is above 1/1 (log 0), so the likeliest candidate scores `likeliest` at most.
         return likeliest < own - self.spec.max_log_ratio or (
             own_prior is not None and likeliest <= own + own_prior + self.spec.word_margin)
 
