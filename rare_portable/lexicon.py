@@ -108,11 +108,17 @@ class Lexicon:
         # Every candidate is scored over the same steps, the reading's STOP step included: there a word of the
         # reading's length pays for stopping, as a word one longer pays for its last character.
         own = log_probs[np.arange(length), ids].sum() + log_probs[length, STOP]
-        if self._none_can_pass(log_probs, own, own_prior):
-            return None
         floor = own - self.spec.max_log_ratio
-        found = [best for best in (self._same_length(log_probs, ids, floor), self._one_longer(log_probs, ids, floor))
-                 if best is not None]
+        likeliest = self._likeliest_bound(log_probs, own)
+        if likeliest < floor:
+            return None
+        # A word read gives way only to a word whose prior makes up for the margin, and for what it is less likely:
+        # the words are listed most frequent first, so those are the first few of each length.
+        least_prior = None if own_prior is None else own + own_prior + self.spec.word_margin - likeliest
+        if least_prior is not None and least_prior >= 0:  # no prior is above 1/1 (log 0)
+            return None
+        found = [best for best in (self._same_length(log_probs, ids, floor, least_prior),
+                                   self._one_longer(log_probs, ids, floor, least_prior)) if best is not None]
         if not found:
             return None
         score, word, confidence = max(found, key=lambda best: best[0])
@@ -121,39 +127,38 @@ class Lexicon:
             return None
         return word, confidence
 
-    def _none_can_pass(self, log_probs: np.ndarray, own: float, own_prior: Optional[float]) -> bool:
-        """True when a bound alone shows that no candidate passes the floor (or, for a word read, the margin):
-        most readings, at a fraction of the cost of scoring the near words. A candidate takes, at one step at least,
-        a class the model ranked below the reading's (at best the runner-up); a word with its skipped character
-        before the last step takes a step's runner-up and the best class at every other step but STOP's."""
+    def _likeliest_bound(self, log_probs: np.ndarray, own: float) -> float:
+        """A log-likelihood no candidate is above: most readings are settled by it, at a fraction of the cost of
+        scoring the near words. A candidate takes, at one step at least, a class the model ranked below the
+        reading's (at best the runner-up); a word with its skipped character before the last step takes a step's
+        runner-up and the best class at every other step but STOP's."""
         runner_up, best = np.partition(log_probs, -2, axis=1)[:, -2:].T
         likeliest = own - float((best - runner_up).min())
         if self.spec.max_skipped:
             likeliest = max(likeliest, own - float(log_probs[-1, STOP]) + float(runner_up[:-1].max()))
-        likeliest += 1e-9  # sums in another order round differently
-        # No prior is above 1/1 (log 0), so the likeliest candidate scores `likeliest` at most.
-        return likeliest < own - self.spec.max_log_ratio or (
-            own_prior is not None and likeliest <= own + own_prior + self.spec.word_margin)
+        return likeliest + 1e-9  # sums in another order round differently
 
-    def _same_length(self, log_probs: np.ndarray, ids: np.ndarray, floor: float) -> Optional[Tuple[float, str, float]]:
+    def _same_length(self, log_probs: np.ndarray, ids: np.ndarray, floor: float,
+                     least_prior: Optional[float]) -> Optional[Tuple[float, str, float]]:
         """Words of the reading's length, character t at step t, then STOP where the reading stopped."""
         length = len(ids)
         if length not in self._by_length:
             return None
-        words, candidates, prior = self._by_length[length]
+        words, candidates, prior = self._frequent_enough(length, least_prior)
         near = np.flatnonzero((candidates != ids).sum(axis=1) <= self.spec.max_substitutions)
         chars = log_probs[np.arange(length), candidates[near]][:, None, :]  # [near words, 1 alignment, length]
         return self._likeliest(words, near, prior, chars, np.ones(chars.shape[:2], dtype=bool), floor,
                                log_probs[length, STOP])
 
-    def _one_longer(self, log_probs: np.ndarray, ids: np.ndarray, floor: float) -> Optional[Tuple[float, str, float]]:
+    def _one_longer(self, log_probs: np.ndarray, ids: np.ndarray, floor: float,
+                    least_prior: Optional[float]) -> Optional[Tuple[float, str, float]]:
         """Words with a character k the reading skipped: the characters before it at their steps, it at step k
         (which saw the word's own prefix, so its probability there is the model's), and the rest one step early,
         where the reading has them; the skip counts as one of `max_substitutions`."""
         length = len(ids)
         if not self.spec.max_skipped or length + 1 not in self._by_length:
             return None
-        words, candidates, prior = self._by_length[length + 1]
+        words, candidates, prior = self._frequent_enough(length + 1, least_prior)
         budget = self.spec.max_substitutions - 1
         differ_before = candidates[:, :length] != ids  # the reading's character t against the word's t
         differ_after = candidates[:, 1:] != ids  # ... against the word's t + 1
@@ -174,6 +179,15 @@ class Lexicon:
         chars = np.stack([np.concatenate([at_step[:, :k + 1], early[:, k:]], axis=1) for k in range(length + 1)],
                          axis=1)  # [near words, k, length + 1]
         return self._likeliest(words, near, prior, chars, allowed, floor)
+
+    def _frequent_enough(self, length: int, least_prior: Optional[float]) -> Tuple[List[str], np.ndarray, np.ndarray]:
+        """The words of `length` (words, class ids, log priors) whose prior is `least_prior` or above: the first
+        ones, since each length lists its words most frequent first."""
+        words, candidates, prior = self._by_length[length]
+        if least_prior is None:
+            return words, candidates, prior
+        count = int(np.searchsorted(-prior, -least_prior, side="right"))
+        return words[:count], candidates[:count], prior[:count]
 
     @staticmethod
     def _likeliest(words: List[str], near: np.ndarray, prior: np.ndarray, chars: np.ndarray, allowed: np.ndarray,
