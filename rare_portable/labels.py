@@ -140,6 +140,6 @@ def decode(probs: np.ndarray, charset: Charset, lower: bool = False,
         for row, (text, _) in enumerate(results):
             # A GO inside the reading leaves its characters off their steps: such a reading is kept as it is.
             if text and ids[row, len(text)] == STOP:
-                results[row] = lexicon.correct(probs[row], ids[row, :len(text)]) or results[row]
+                results[row] = lexicon.correct(probs[row], ids[row, :len(text)], text) or results[row]
     return [(text.lower(), confidence) for text, confidence in results] if lower else results
 

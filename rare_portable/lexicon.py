@@ -73,7 +73,6 @@ class Lexicon:
         if not spelled:
             raise LexiconError(f"lexicon {path}: none of its words can be spelled with the dictionary "
                                f"{charset.source}; use a lexicon in that dictionary's characters")
-        self._chars = charset.chars
         # In a lexicon of words without digits (the shipped one), a reading with a digit is a code or a number: kept.
         self._kept_ids = frozenset() if any(c.isdigit() for _, w in spelled for c in w) else frozenset(
             i for c, i in index.items() if c.isdigit())
@@ -88,19 +87,24 @@ class Lexicon:
                                -np.log([r for r, _ in ranked]) if zipf else np.zeros(len(ranked)))
                            for n, ranked in by_length.items()}
         self.log_prior = {w: float(p) for words, _, prior in self._by_length.values() for w, p in zip(words, prior)}
-        self.words = frozenset(self.log_prior)
 
-    def correct(self, probs: np.ndarray, ids: np.ndarray) -> Optional[Tuple[str, float]]:
+    @property
+    def words(self):
+        """The lexicon's words (those the dictionary can spell), as a set view."""
+        return self.log_prior.keys()
+
+    def correct(self, probs: np.ndarray, ids: np.ndarray, text: str) -> Optional[Tuple[str, float]]:
         """The replacement (word, confidence) for one reading, or None to keep it.
 
         `probs` [T, num_classes] are the sample's step probabilities and `ids` the reading's class ids, one per
-        step before STOP. A word's likelihood is the product of its characters' probabilities at the steps it is
-        aligned to, all read off the greedy path: an approximation (the decoder fed the read character, not the
-        word's, to the steps after a change) that needs no second pass, so exported runtimes can use it."""
+        step before STOP, that spell `text`. A word's likelihood is the product of its characters' probabilities at
+        the steps it is aligned to, all read off the greedy path: an approximation (the decoder fed the read
+        character, not the word's, to the steps after a change) that needs no second pass, so exported runtimes
+        can use it."""
         length = len(ids)
         if not length or length >= len(probs) or not self._kept_ids.isdisjoint(ids.tolist()):
             return None
-        own_prior = self.log_prior.get("".join(self._chars[i - NUM_SPECIAL] for i in ids))  # None: not a word
+        own_prior = self.log_prior.get(text)  # None: not a word
         if own_prior is not None and self.spec.word_margin is None:
             return None
         ids = ids.astype(self._id_type)
