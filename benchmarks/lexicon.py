@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import json
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -56,18 +53,13 @@ def reading_speed(weights: str, root: Path, settings, rounds: int, batch_size: i
     """img/s of the whole reading (the config's rules, decoding included) per postprocess.lexicon setting."""
     from rare_portable.config import load_config
     from rare_portable.data.lmdb import LmdbDataset, find_lmdb_datasets
-    from rare_portable.data.preprocess import decode_image
-    from rare_portable.spec import LexiconSpec
     from runtimes import open_runtime
 
-    crops = []
-    for path in find_lmdb_datasets(root):
-        dataset = LmdbDataset(path)
-        crops += [decode_image(dataset.read_raw(i).image_bytes, f"{path} sample {i + 1}") for i in range(len(dataset))]
-    spec = load_config(weights).spec
-    runtimes = {setting: open_runtime("torch", dataclasses.replace(
-        spec, lexicon=LexiconSpec(**yaml.safe_load(setting)) if setting != "null" else None), weights)
-        for setting in ["null", *settings]}
+    crops = [sample.image for path in find_lmdb_datasets(root) for sample in LmdbDataset(path)
+             if sample.skip is None]
+    # Each setting as `rare eval --opt postprocess.lexicon=...` reads it.
+    runtimes = {setting: open_runtime("torch", load_config(weights, [f"postprocess.lexicon={setting}"]).spec, weights)
+                for setting in ["null", *settings]}
     best = dict.fromkeys(runtimes, float("inf"))
     for _ in range(rounds):
         for setting, runtime in runtimes.items():

@@ -28,16 +28,11 @@ needs_shared = pytest.mark.skipif(not REAL_WORDS.is_dir() or not REAL_VALIDATION
 
 def real_validation_crop(split, index, label):
     """One RGB crop of ../shared/real_validation, its label checked: the tests below name the sample they read."""
-    import lmdb
+    from rare_portable.data.lmdb import LmdbDataset
 
-    from rare_portable.data.preprocess import decode_image
-
-    env = lmdb.open(str(REAL_VALIDATION / split), readonly=True, lock=False)
-    with env.begin() as txn:
-        assert txn.get(b"label-%09d" % index) == label
-        crop = decode_image(txn.get(b"image-%09d" % index), f"{split} sample {index}")
-    env.close()
-    return crop
+    sample = LmdbDataset(REAL_VALIDATION / split)[index - 1]  # LMDB indices are 1-based
+    assert sample.label == label
+    return sample.image
 
 
 def run(*args):
@@ -100,7 +95,7 @@ def test_the_shipped_model_reads_an_unsure_crop_again_padded():
 
     from runtimes import open_runtime
 
-    crop = real_validation_crop("IIIT5k_train", 1560, b"Customers")
+    crop = real_validation_crop("IIIT5k_train", 1560, "Customers")
     spec = dataclasses.replace(load_config(DEFAULT_MODEL).spec, lexicon=None)  # the rule alone (the lexicon fixes it too)
     assert spec.input.reread_padded == (0.25, 0.9)
     once = dataclasses.replace(spec, input=dataclasses.replace(spec.input, reread_padded=None))
@@ -133,7 +128,7 @@ def test_the_shipped_model_puts_back_a_character_it_skipped():
 
     from runtimes import open_runtime
 
-    crop = real_validation_crop("SVT_train", 128, b"MARKET")
+    crop = real_validation_crop("SVT_train", 128, "MARKET")
     spec = load_config(DEFAULT_MODEL).spec
     assert spec.lexicon.max_skipped == 1
     no_skip = dataclasses.replace(spec, lexicon=dataclasses.replace(spec.lexicon, max_skipped=0))
@@ -164,7 +159,7 @@ def test_the_shipped_model_reads_a_frequent_word_for_a_rare_one_it_half_read():
 
     spec = load_config(DEFAULT_MODEL).spec
     assert spec.lexicon.word_margin == 1.0
-    crop = real_validation_crop("SVT_train", 108, b"AND")
+    crop = real_validation_crop("SVT_train", 108, "AND")
     words_kept = dataclasses.replace(spec, lexicon=dataclasses.replace(spec.lexicon, word_margin=None))
     assert open_runtime("torch", words_kept, DEFAULT_MODEL).recognise([crop], lower=True)[0][0] == "ait"
     assert open_runtime("torch", spec, DEFAULT_MODEL).recognise([crop], lower=True)[0][0] == "and"
