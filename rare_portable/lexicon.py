@@ -68,22 +68,29 @@ class Lexicon:
         self.spec = spec
         path = lexicon_path(spec.words)
         index = {c: i + NUM_SPECIAL for i, c in enumerate(charset.chars)}
-        spelled = [(rank, w) for rank, w in enumerate(dict.fromkeys(read_words(path)), 1)
-                   if all(c in index for c in w)]
+        spellable = frozenset(index)
+        spelled = [(rank, w) for rank, w in enumerate(dict.fromkeys(read_words(path)), 1) if spellable.issuperset(w)]
         if not spelled:
             raise LexiconError(f"lexicon {path}: none of its words can be spelled with the dictionary "
                                f"{charset.source}; use a lexicon in that dictionary's characters")
         # In a lexicon of words without digits (the shipped one), a reading with a digit is a code or a number: kept.
-        self._kept_ids = frozenset() if any(c.isdigit() for _, w in spelled for c in w) else frozenset(
+        self._kept_ids = frozenset() if any(c.isdigit() for c in set("".join(w for _, w in spelled))) else frozenset(
             i for c, i in index.items() if c.isdigit())
         # Compact class ids (uint8 for up to 256 classes): every correction compares the reading with each word.
         self._id_type = np.min_scalar_type(charset.num_classes)
+        to_ids = str.maketrans({c: chr(i) for c, i in index.items()})
+
+        def columns(words: List[str]) -> np.ndarray:
+            """The words' class ids as columns [length, words]: a reading is compared with every word one position
+            at a time, across all words at once."""
+            ids = np.frombuffer("".join(words).translate(to_ids).encode("utf-32-le"), dtype=np.uint32)
+            return ids.astype(self._id_type).reshape(len(words), -1).T.copy()
+
         by_length: Dict[int, List[Tuple[int, str]]] = {}
         for rank, word in spelled:
             by_length.setdefault(len(word), []).append((rank, word))
         zipf = spec.prior == "zipf"
-        self._by_length = {n: ([w for _, w in ranked],
-                               np.array([[index[c] for c in w] for _, w in ranked], dtype=self._id_type),
+        self._by_length = {n: ([w for _, w in ranked], columns([w for _, w in ranked]),
                                -np.log([r for r, _ in ranked]) if zipf else np.zeros(len(ranked)))
                            for n, ranked in by_length.items()}
         self.log_prior = {w: float(p) for words, _, prior in self._by_length.values() for w, p in zip(words, prior)}
@@ -148,9 +155,9 @@ class Lexicon:
         length = len(ids)
         if length not in self._by_length:
             return None
-        words, candidates, prior = self._frequent_enough(length, least_prior)
-        near = np.flatnonzero((candidates != ids).sum(axis=1) <= self.spec.max_substitutions)
-        chars = log_probs[np.arange(length), candidates[near]][:, None, :]  # [near words, 1 alignment, length]
+        words, columns, prior = self._frequent_enough(length, least_prior)
+        near = np.flatnonzero(_count(columns != ids[:, None]) <= self.spec.max_substitutions)
+        chars = log_probs[np.arange(length), columns[:, near].T][:, None, :]  # [near words, 1 alignment, length]
         return self._likeliest(words, near, prior, chars, np.ones(chars.shape[:2], dtype=bool), floor,
                                log_probs[length, STOP])
 
@@ -162,13 +169,13 @@ class Lexicon:
         length = len(ids)
         if not self.spec.max_skipped or length + 1 not in self._by_length:
             return None
-        words, candidates, prior = self._frequent_enough(length + 1, least_prior)
+        words, columns, prior = self._frequent_enough(length + 1, least_prior)
         budget = self.spec.max_substitutions - 1
-        differ_before = candidates[:, :length] != ids  # the reading's character t against the word's t
-        differ_after = candidates[:, 1:] != ids  # ... against the word's t + 1
+        differ_before = columns[:length] != ids[:, None]  # the reading's character t against the word's t
+        differ_after = columns[1:] != ids[:, None]  # ... against the word's t + 1
         # Wherever the skip is, character t is compared with one of the two: where both differ it is a substitution.
-        maybe = np.flatnonzero((differ_before & differ_after).sum(axis=1) <= budget)
-        differ_before, differ_after = differ_before[maybe], differ_after[maybe]
+        maybe = np.flatnonzero(_count(differ_before & differ_after) <= budget)
+        differ_before, differ_after = differ_before[:, maybe].T, differ_after[:, maybe].T  # [maybe, length]
         zero = np.zeros((len(maybe), 1), dtype=np.int64)
         before = np.concatenate([zero, np.cumsum(differ_before, axis=1)], axis=1)  # substitutions before k
         after = np.concatenate([np.cumsum(differ_after[:, ::-1], axis=1)[:, ::-1], zero], axis=1)
@@ -178,20 +185,21 @@ class Lexicon:
         allowed = skips_here & (before + after <= budget)  # [words, k]
         keep = allowed.any(axis=1)
         near, allowed = maybe[keep], allowed[keep]
-        at_step = log_probs[np.arange(length + 1), candidates[near]]  # character t at step t (step `length`: STOP's)
-        early = log_probs[np.arange(length), candidates[near, 1:]]  # character t + 1 at step t
+        rows = columns[:, near].T  # [near words, length + 1]
+        at_step = log_probs[np.arange(length + 1), rows]  # character t at step t (step `length`: STOP's)
+        early = log_probs[np.arange(length), rows[:, 1:]]  # character t + 1 at step t
         chars = np.stack([np.concatenate([at_step[:, :k + 1], early[:, k:]], axis=1) for k in range(length + 1)],
                          axis=1)  # [near words, k, length + 1]
         return self._likeliest(words, near, prior, chars, allowed, floor)
 
     def _frequent_enough(self, length: int, least_prior: Optional[float]) -> Tuple[List[str], np.ndarray, np.ndarray]:
-        """The words of `length` (words, class ids, log priors) whose prior is `least_prior` or above: the first
-        ones, since each length lists its words most frequent first."""
-        words, candidates, prior = self._by_length[length]
+        """The words of `length` (words, class-id columns, log priors) whose prior is `least_prior` or above: the
+        first ones, since each length lists its words most frequent first."""
+        words, columns, prior = self._by_length[length]
         if least_prior is None:
-            return words, candidates, prior
+            return words, columns, prior
         count = int(np.searchsorted(-prior, -least_prior, side="right"))
-        return words[:count], candidates[:count], prior[:count]
+        return words[:count], columns[:, :count], prior[:count]
 
     @staticmethod
     def _likeliest(words: List[str], near: np.ndarray, prior: np.ndarray, chars: np.ndarray, allowed: np.ndarray,
@@ -207,6 +215,11 @@ class Lexicon:
         if not np.isfinite(scores[word, alignment]):
             return None
         return float(scores[word, alignment]), words[near[word]], float(np.exp(chars[word, alignment]).mean())
+
+
+def _count(differ: np.ndarray) -> np.ndarray:
+    """Per word, how many of its positions differ: `differ` [positions, words] summed down its columns."""
+    return differ.view(np.uint8).sum(axis=0, dtype=np.uint8)
 
 
 @functools.lru_cache(maxsize=4)
