@@ -278,6 +278,8 @@ def test_frequent_words_are_words(monkeypatch):
     words = resources.frequent_words(500)
     assert len(words) == 500 and len(set(words)) == 500
     assert {"the", "and", "people"} <= set(words) and all(w.isalpha() for w in words)
+    every = resources.frequent_words(None)  # the whole list, most frequent first (scripts/make_lexicon.py --count 0)
+    assert every[:500] == words and len(every) > 200_000
     monkeypatch.setitem(__import__("sys").modules, "wordfreq", None)  # as if not installed
     with pytest.raises(resources.ResourceError, match=r"rare-portable\[synth\]"):
         resources.frequent_words(10)

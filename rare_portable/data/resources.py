@@ -10,7 +10,7 @@ from __future__ import annotations
 import importlib.util
 import re
 from pathlib import Path
-from typing import List, Tuple
+from typing import List, Optional, Tuple
 
 import matplotlib
 
@@ -44,11 +44,13 @@ def background_photos() -> Tuple[str, ...]:
     return tuple(str(path) for path in found if path.is_file())
 
 
-def frequent_words(count: int, language: str = "en") -> List[str]:
-    """The `count` most frequent words of `language` (wordfreq's web, subtitle and book counts), letters only."""
+def frequent_words(count: Optional[int], language: str = "en") -> List[str]:
+    """The `count` most frequent words of `language` (wordfreq's web, subtitle and book counts), letters only, most
+    frequent first; None: every word wordfreq lists."""
     try:
         import wordfreq
     except ImportError:
         raise ResourceError("frequent words need the wordfreq package: pip install 'rare-portable[synth]'") from None
-    words = [w for w in wordfreq.top_n_list(language, count * 2) if WORD.fullmatch(w) and not w.isdigit()]
-    return words[:count]
+    listed = wordfreq.iter_wordlist(language) if count is None else wordfreq.top_n_list(language, count * 2)
+    words = [w for w in listed if WORD.fullmatch(w) and not w.isdigit()]
+    return words if count is None else words[:count]
