@@ -6,11 +6,12 @@ Reads the real held-out splits (and, to count what it costs on words that are no
 words, 15% of them random strings) once without the lexicon and once per setting, with the config's other reading
 rules, through `rare eval --predictions`; counts per split the words read, and the words won and lost against the
 reading without it. The default settings take the shipped one ({words: en}: 2 characters, one of them may be a
-skipped one, e^4, Zipf's prior, words read weighed against near words with a margin of e^1) apart one part at a
-time, and move its margin and ratio. Rendered words are drawn from the lexicon's own word list, so only their
-losses (random strings and rare words turned into other words) mean anything. Then what it costs: the real
-held-out crops read with the config's rules on torch, batch 32, without the lexicon and with each --timed
-setting, alternated over rounds (best round each), as img/s and as a ratio to none. Writes
+skipped one, e^6, Zipf's prior, words read weighed against near words with a margin of e^1, wordfreq's 100,000 most
+frequent English words) apart one part at a time, move its margin and ratio, and try it with the 50,000 most
+frequent words (shipped before) and with every word wordfreq lists. Rendered words are drawn from the lexicon's own
+word list, so only their losses (random strings and rare words turned into other words) mean anything. Then what
+it costs: the real held-out crops read with the config's rules on torch, batch 32, without the lexicon and with
+each --timed setting, alternated over rounds (best round each), as img/s and as a ratio to none. Writes
 benchmarks/results/lexicon.json.
 """
 from __future__ import annotations
@@ -34,7 +35,11 @@ RESULTS = ROOT / "benchmarks" / "results"
 # ratio moved.
 SETTINGS = ("{words: en}", "{words: en, max_skipped: 0, prior: none, word_margin: null}", "{words: en, prior: none}",
             "{words: en, max_skipped: 0}", "{words: en, word_margin: null}", "{words: en, word_margin: 0.0}",
-            "{words: en, word_margin: 2.0}", "{words: en, max_log_ratio: 2.0}", "{words: en, max_log_ratio: 6.0}")
+            "{words: en, word_margin: 2.0}", "{words: en, max_log_ratio: 4.0}", "{words: en, max_log_ratio: 5.0}",
+            "{words: en, max_log_ratio: 8.0}")
+# Lexicons of other sizes, wordfreq's most frequent words as `scripts/make_lexicon.py --count N` writes them (0: all):
+# the shipped one is 100,000; 50,000 was shipped before.
+WORD_COUNTS = (50_000, 0)
 RARE = [sys.executable, "-c", "from rare_portable.cli import main; main()"]
 
 
@@ -47,6 +52,16 @@ def read(weights: str, data, lexicon: str, tmp: Path) -> dict:
     with out.open(newline="") as f:
         return {(r["dataset"], r["index"]): (r["label"], r["predicted"], r["correct"] == "1")
                 for r in csv.DictReader(f, delimiter="\t")}
+
+
+def word_list_setting(count: int, tmp: Path) -> tuple:
+    """(name, setting): the shipped setting with wordfreq's `count` most frequent words (0: all), written to `tmp`."""
+    from rare_portable.data.resources import frequent_words
+
+    words = frequent_words(count or None)
+    path = tmp / f"en_{len(words)}.txt"
+    path.write_text("\n".join(words) + "\n", encoding="utf-8")
+    return f"{{words: wordfreq's {len(words)} most frequent}}", f"{{words: {path}}}"
 
 
 def reading_speed(weights: str, root: Path, settings, rounds: int, batch_size: int = 32) -> dict:
@@ -82,6 +97,8 @@ def main(argv=None):
     parser.add_argument("--data", type=Path, nargs="+",
                         default=[ROOT / "data" / "real" / "holdout", ROOT / "data" / "shipped" / "heldout"])
     parser.add_argument("--settings", nargs="+", default=list(SETTINGS), help="postprocess.lexicon values")
+    parser.add_argument("--word-counts", type=int, nargs="*", default=list(WORD_COUNTS),
+                        help="also the shipped setting with the N most frequent words (0: every word wordfreq lists)")
     parser.add_argument("--timed", nargs="*", default=["{words: en}", "{words: en, word_margin: null}"],
                         help="settings whose reading speed is measured against none (none: skip the timing)")
     parser.add_argument("--rounds", type=int, default=3)
@@ -91,17 +108,19 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         plain = read(args.weights, args.data, "null", Path(tmp))
         rows = []
-        for setting in args.settings:
+        settings = [(setting, setting) for setting in args.settings]
+        settings += [word_list_setting(count, Path(tmp)) for count in args.word_counts]
+        for name, setting in settings:
             corrected = read(args.weights, args.data, setting, Path(tmp))
             for dataset in sorted({d for d, _ in plain}):
                 keys = [k for k in plain if k[0] == dataset]
-                row = {"dataset": dataset, "setting": setting, "samples": len(keys),
+                row = {"dataset": dataset, "setting": name, "samples": len(keys),
                        "correct_without": sum(plain[k][2] for k in keys), "correct": sum(corrected[k][2] for k in keys),
                        "won": sum(corrected[k][2] and not plain[k][2] for k in keys),
                        "lost": sum(plain[k][2] and not corrected[k][2] for k in keys),
                        "lost_words": [plain[k][0] for k in keys if plain[k][2] and not corrected[k][2]]}
                 rows.append(row)
-                print(f"{setting}, {dataset}: {row['correct_without']} -> {row['correct']} of {row['samples']} "
+                print(f"{name}, {dataset}: {row['correct_without']} -> {row['correct']} of {row['samples']} "
                       f"(+{row['won']} -{row['lost']})", flush=True)
     report = {"weights": args.weights, "machine": machine.describe(), "rows": rows}
     if args.timed:

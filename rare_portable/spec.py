@@ -203,7 +203,7 @@ class LexiconSpec:
 
     words: str = "en"  # a shipped lexicon's name (rare_portable/lexicons/) or a text file, one word per line
     max_substitutions: int = 2
-    max_log_ratio: float = 4.0
+    max_log_ratio: float = 6.0
     max_skipped: int = 1  # 1: words one character longer (one the model skipped) are candidates too
     prior: str = "zipf"  # zipf: the lexicon lists words most frequent first, a word's prior is 1/rank; none
     word_margin: Optional[float] = 1.0  # readings that are words compete too; None: a word read is kept

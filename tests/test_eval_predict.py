@@ -121,7 +121,7 @@ def test_eval_says_how_the_shipped_model_reads_beyond_mindocrs_way(tree, tmp_pat
         "crops over 1.5x taller than wide also read turned each way, the most confident reading kept",
         "readings less confident than 0.9 read again with the edges repeated 0.25x the height, the more confident kept",
         "readings that are not words of the en lexicon become the likeliest word within 2 characters (one of them a "
-        "character skipped), when at most e^4 times less likely, weighed by 1/rank (Zipf); readings that are words "
+        "character skipped), when at most e^6 times less likely, weighed by 1/rank (Zipf); readings that are words "
         "give way to a near word over e^1 times likelier"]
     assert "read: each crop once, as it is; crops over 1.5x taller" in result.output
 

@@ -140,7 +140,7 @@ def test_the_shipped_model_puts_back_a_character_it_skipped():
 def test_the_shipped_model_weighs_a_skipped_last_letter_against_stopping():
     """real_words' demo_6.png, "MERRY" with its Y cut at the edge: the model stops after "merr" with STOP at only
     0.56; "merry" takes the step's "y", and the reading pays for its STOP there, so the two are weighed over the
-    same steps (read without STOP's cost, "y" falls short of the e^4 floor)."""
+    same steps."""
     from rare_portable.data.preprocess import decode_image
     from runtimes import open_runtime
 
@@ -163,6 +163,23 @@ def test_the_shipped_model_reads_a_frequent_word_for_a_rare_one_it_half_read():
     words_kept = dataclasses.replace(spec, lexicon=dataclasses.replace(spec.lexicon, word_margin=None))
     assert open_runtime("torch", words_kept, DEFAULT_MODEL).recognise([crop], lower=True)[0][0] == "ait"
     assert open_runtime("torch", spec, DEFAULT_MODEL).recognise([crop], lower=True)[0][0] == "and"
+
+
+def test_the_shipped_lexicon_holds_less_frequent_words_too(tmp_path):
+    """SVT_train sample 64, "TIMBERLINE", read "limherline": the 69,162nd word of the shipped lexicon (the 100,000
+    most frequent English words since 2026-12-07), which the 50,000 it held before did not have."""
+    import dataclasses
+
+    from rare_portable.lexicon import lexicon_path
+    from runtimes import open_runtime
+
+    spec = load_config(DEFAULT_MODEL).spec
+    crop = real_validation_crop("SVT_train", 64, "TIMBERLINE")
+    first = tmp_path / "first_50000.txt"
+    first.write_text("\n".join(lexicon_path("en").read_text(encoding="utf-8").splitlines()[:50000]), encoding="utf-8")
+    fewer = dataclasses.replace(spec, lexicon=dataclasses.replace(spec.lexicon, words=str(first)))
+    assert open_runtime("torch", fewer, DEFAULT_MODEL).recognise([crop], lower=True)[0][0] == "limherline"
+    assert open_runtime("torch", spec, DEFAULT_MODEL).recognise([crop], lower=True)[0][0] == "timberline"
 
 
 @needs_shared
