@@ -67,7 +67,8 @@ class Lexicon:
     def __init__(self, spec: LexiconSpec, charset: Charset):
         self.spec = spec
         path = lexicon_path(spec.words)
-        index = {c: i + NUM_SPECIAL for i, c in enumerate(charset.chars)}
+        # A word is spelled one character per class (a dictionary line of several characters spells none).
+        index = {c: i + NUM_SPECIAL for i, c in enumerate(charset.chars) if len(c) == 1}
         spellable = frozenset(index)
         spelled = [(rank, w) for rank, w in enumerate(dict.fromkeys(read_words(path)), 1) if spellable.issuperset(w)]
         if not spelled:

@@ -108,6 +108,13 @@ def test_only_words_as_long_or_one_longer_and_spelled_are_candidates(words):
     assert "café" not in lexicon(words).words  # é is not in 0-9a-z
 
 
+def test_a_dictionary_line_of_several_characters_spells_no_word(words, tmp_path):
+    chars = tmp_path / "dict.txt"
+    chars.write_text("\n".join(["he", *"abcdefghijklmnopqrstuvwxyz"]) + "\n", encoding="utf-8")
+    charset = load_charset(str(chars))
+    assert {"hello", "world", "hell", "helps"} == set(Lexicon(LexiconSpec(words=words), charset).words)
+
+
 def test_the_likeliest_near_word_wins_weighed_by_its_rank(tmp_path):
     path = tmp_path / "words.txt"
     path.write_text("cat\ncot\n", encoding="utf-8")
