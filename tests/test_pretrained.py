@@ -182,6 +182,21 @@ def test_the_shipped_lexicon_holds_less_frequent_words_too(tmp_path):
     assert open_runtime("torch", spec, DEFAULT_MODEL).recognise([crop], lower=True)[0][0] == "timberline"
 
 
+def test_the_shipped_lexicon_takes_a_word_up_to_e6_times_less_likely():
+    """SVT_train sample 11, "SUBWAY", read "subwal": with the ratio before 2026-12-07 (e^4) the reading stays, with
+    the shipped one (e^6) the lexicon reads the word."""
+    import dataclasses
+
+    from runtimes import open_runtime
+
+    spec = load_config(DEFAULT_MODEL).spec
+    assert spec.lexicon.max_log_ratio == 6.0
+    crop = real_validation_crop("SVT_train", 11, "SUBWAY")
+    surer = dataclasses.replace(spec, lexicon=dataclasses.replace(spec.lexicon, max_log_ratio=4.0))
+    assert open_runtime("torch", surer, DEFAULT_MODEL).recognise([crop], lower=True)[0][0] == "subwal"
+    assert open_runtime("torch", spec, DEFAULT_MODEL).recognise([crop], lower=True)[0][0] == "subway"
+
+
 @needs_shared
 def test_report_is_reproduced_on_the_held_out_real_words(tmp_path):
     """The IIIT5K held-out block (samples 1501-2000, never trained on), split as the recipe splits it."""
