@@ -55,13 +55,13 @@ def read(weights: str, data, lexicon: str, tmp: Path) -> dict:
 
 
 def word_list_setting(count: int, tmp: Path) -> tuple:
-    """(name, setting): the shipped setting with wordfreq's `count` most frequent words (0: all), written to `tmp`."""
-    from rare_portable.data.resources import frequent_words
-
-    words = frequent_words(count or None)
-    path = tmp / f"en_{len(words)}.txt"
-    path.write_text("\n".join(words) + "\n", encoding="utf-8")
-    return f"{{words: wordfreq's {len(words)} most frequent}}", f"{{words: {path}}}"
+    """(name, setting): the shipped setting with wordfreq's `count` most frequent words (0: all), as
+    scripts/make_lexicon.py writes them, into `tmp`."""
+    path = tmp / f"en_{count or 'all'}.txt"
+    subprocess.run([sys.executable, str(ROOT / "scripts" / "make_lexicon.py"), "--count", str(count), "-o", path],
+                   cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    words = len(path.read_text(encoding="utf-8").splitlines())
+    return f"{{words: wordfreq's {words} most frequent}}", f"{{words: {path}}}"
 
 
 def reading_speed(weights: str, root: Path, settings, rounds: int, batch_size: int = 32) -> dict:
