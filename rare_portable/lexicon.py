@@ -219,7 +219,8 @@ class Lexicon:
 
 
 def _count(differ: np.ndarray) -> np.ndarray:
-    """Per word, how many of its positions differ: `differ` [positions, words] summed down its columns."""
+    """Per word, how many of its positions differ: `differ` [positions, words] summed down its columns (in uint8:
+    words are only compared with readings, which are shorter than the decoder's steps)."""
     return differ.view(np.uint8).sum(axis=0, dtype=np.uint8)
 
 
