@@ -638,6 +638,36 @@ def test_guided_attention_loss_is_the_left_to_right_prior_it_claims():
     assert diagonal < 0.02 < ours
 
 
+def test_uniform_alignment_loss_labels_each_column_with_the_character_under_it():
+    """Against a loop written from the formula: column s of T in a word of L characters is labelled with character
+    floor((s + .5) / T * L); the loss is the mean negative log-probability of those labels over the columns."""
+    import mindspore as ms
+
+    from rare_portable.train.step import uniform_alignment_loss
+
+    rng = np.random.default_rng(5)
+    columns, classes, steps = 10, 12, 6
+    logits = rng.normal(size=(columns, 2, classes))
+    targets = np.zeros((2, 1 + steps), np.int32)
+    targets[0, 1:4], targets[0, 4] = [5, 6, 7], 1  # 3 characters, STOP
+    targets[1, 1:6], targets[1, 6] = [2, 9, 3, 11, 4], 1  # 5 characters
+    log_probs = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    expected = []
+    for n, length in ((0, 3), (1, 5)):
+        for s in range(columns):
+            expected.append(-log_probs[s, n, targets[n, 1 + int((s + 0.5) / columns * length)]])
+    ours = float(uniform_alignment_loss(ms.Tensor(logits.astype(np.float32)), ms.Tensor(targets)).asnumpy())
+    assert_within(abs(ours - np.mean(expected)) / np.mean(expected), FP32_LOSS_FORMULA, "uniform alignment loss")
+    labelled = np.full((columns, 1, classes), -20.0)
+    for s, k in enumerate([5, 5, 5, 6, 6, 6, 6, 7, 7, 7]):  # 3 characters over 10 columns: 0-2, 3-6, 7-9
+        labelled[s, 0, k] = 20.0
+    exact = uniform_alignment_loss(ms.Tensor(labelled.astype(np.float32)), ms.Tensor(targets[:1]))
+    assert float(exact.asnumpy()) < 1e-6
+    with pytest.raises(ConfigError, match="aux_ctc_weight"):
+        read_settings(load_config("rare_tiny", ["train.aux_ctc_weight=0", "train.uniform_alignment_weight=1.0"]),
+                      ["train.aux_ctc_weight=0", "train.uniform_alignment_weight=1.0"])
+
+
 def test_guided_attention_trains_the_attention_from_the_first_step(data_root, tmp_path):
     """With the attention loss held at 0 (warm-up) and CTC on, only the guided prior reaches the attention
     score layer: it moves; without the prior it stays."""
@@ -653,6 +683,22 @@ def test_guided_attention_trains_the_attention_from_the_first_step(data_root, tm
         t.run()
         moved[name] = float(np.abs(get_state(t.network)[score] - before).max())
     assert moved["guided"] > 1e-6 and moved["plain"] == 0.0
+
+
+def test_uniform_alignment_reaches_the_compiled_step(data_root, tmp_path):
+    """The same run with and without train.uniform_alignment_weight moves the encoder differently from the first
+    update on (the attention loss held at 0, so only the classifier's losses reach the encoder)."""
+    opts = lambda name, *extra: tiny_opts(data_root, tmp_path / name, "train.aux_ctc_weight=0.5",
+                                          "train.attention_warmup_steps=100", "optimizer.weight_decay=0",
+                                          "scheduler.warmup_epochs=0", *extra)
+    conv = "backbone.conv1_1.conv.weight"
+    after = {}
+    for name, extra in (("uniform", ["train.uniform_alignment_weight=1.0"]), ("plain", [])):
+        t = trainer(opts(name, *extra))
+        t.on_step = lambda info: info.global_step >= 2
+        t.run()
+        after[name] = get_state(t.network)[conv]
+    assert np.abs(after["uniform"] - after["plain"]).max() > 1e-6
 
 
 def test_an_on_step_hook_that_returns_true_stops_and_saves(data_root, tmp_path):

@@ -189,7 +189,7 @@ class Trainer:
         # its cells in place, and NetworkWithLoss casts the outputs to float32 as AMP's wrapper would.
         reads_encoder = s.aux_ctc_weight or s.guided_attention_weight
         net_with_loss = NetworkWithLoss(model if reads_encoder else self.network, s.aux_ctc_weight, s.seed,
-                                        s.label_smoothing, s.guided_attention_weight)
+                                        s.label_smoothing, s.guided_attention_weight, s.uniform_alignment_weight)
         self.schedule = lr_schedule(s.schedule, self.plan.steps_per_epoch)
         self.optimizer = build_optimizer(net_with_loss.trainable_params(), s.optimizer, self.schedule[0])
         self.loss_scaler = build_loss_scaler(s.loss_scale)

@@ -56,6 +56,9 @@ def option_lines(s: TrainSettings, curriculum_steps: int) -> List[str]:
     if s.guided_attention_weight:
         lines.append(f"guided attention: a left-to-right attention prior, weight {s.guided_attention_weight:g} "
                      f"(training only)")
+    if s.uniform_alignment_weight:
+        lines.append(f"uniform alignment: each encoder column labelled with the character at its place in the word, "
+                     f"weight {s.uniform_alignment_weight:g} (training only)")
     if s.freeze_bn_stats:
         lines.append("batch-norm statistics frozen: every layer normalises with the loaded statistics and keeps them "
                      "(train.freeze_bn_stats)")

@@ -36,6 +36,7 @@ SCALAR_KEYS = {
     "log_interval": Key("system.log_interval", int, 100, minimum=1),
     "aux_ctc_weight": Key("train.aux_ctc_weight", float, 0.0),  # 0 turns the auxiliary CTC loss off
     "guided_attention_weight": Key("train.guided_attention_weight", float, 0.0),
+    "uniform_alignment_weight": Key("train.uniform_alignment_weight", float, 0.0),
     "resume_save_interval": Key("train.resume_save_interval", int, DEFAULT_RESUME_SAVE_INTERVAL),
     "max_consecutive_nonfinite": Key("train.max_consecutive_nonfinite", int, DEFAULT_MAX_CONSECUTIVE_NONFINITE,
                                      minimum=1),
@@ -75,6 +76,7 @@ class TrainSettings:
     aux_ctc_weight: float  # 0: off; else the weight of a training-only CTC loss on the encoder (train/step.py)
     attention_warmup_steps: int  # the first steps train the encoder through the auxiliary CTC loss alone
     guided_attention_weight: float  # 0: off; else the weight of a left-to-right attention prior (train/step.py)
+    uniform_alignment_weight: float  # 0: off; else the weight of evenly spaced column labels on the CTC classifier
     label_smoothing: float  # loss.label_smoothing: 0 is MindOCR's AttentionLoss
     resume_save_interval: int  # steps; 0: train_resume.ckpt only at epoch ends and on a stop
     max_consecutive_nonfinite: int
@@ -98,6 +100,7 @@ def read_settings(config: RareConfig, opts: Sequence[str] = ()) -> TrainSettings
         raise ConfigError(f"system.mode must be 0 (graph) or 1 (pynative), got {mode!r}")
     max_text_len = config.spec.head.batch_max_length
     train = section(raw, "train")
+    _check_uniform_alignment(train)
     return TrainSettings(
         graph_mode=mode == 0,
         amp_level=amp_level,
@@ -165,6 +168,12 @@ def _attention_warmup_steps(train: Mapping[str, Any]) -> int:
         raise ConfigError("train.attention_warmup_steps trains the encoder through the auxiliary CTC loss first: "
                           "set train.aux_ctc_weight > 0 too, or drop attention_warmup_steps")
     return steps
+
+
+def _check_uniform_alignment(train: Mapping[str, Any]) -> None:
+    if SCALAR_KEYS["uniform_alignment_weight"].get(train) and not train.get("aux_ctc_weight"):
+        raise ConfigError("train.uniform_alignment_weight labels the columns of the auxiliary CTC classifier: set "
+                          "train.aux_ctc_weight > 0 too, or drop uniform_alignment_weight")
 
 
 def _label_smoothing(loss: Mapping[str, Any]) -> float:

@@ -72,6 +72,26 @@ def guided_attention_loss(alphas, targets, sigma: float = GUIDED_ATTENTION_SIGMA
     return (per_step * chars).sum() / ops.maximum(chars.sum(), 1.0)
 
 
+def uniform_alignment_loss(logits, targets):
+    """A training-only per-column cross-entropy on the auxiliary CTC classifier: column s of T is labelled with
+    character floor((s + 0.5) / T * L) of a word of L characters, as if the word filled the image evenly (it is
+    stretched to do so). CTC must first discover where the characters are, and a fresh encoder learns no
+    letters while it waits; this label is roughly right from the first step, so every column gets a letter to
+    learn at once. It is a valid CTC path for words without doubled letters. `logits` [T, N, C]; returns the
+    mean over the columns of words with characters."""
+    columns = logits.shape[0]
+    chars = targets[:, 1:].astype(ms.int32)  # [N, steps]
+    lengths = (chars >= 2).astype(ms.float32).sum(1, keepdims=True)  # [N, 1]
+    position = (ops.arange(columns, dtype=ms.float32) + 0.5) / columns  # [T]
+    index = ops.floor(position.reshape(1, -1) * lengths).astype(ms.int32)  # [N, T]
+    index = ops.minimum(index, ops.maximum(lengths.astype(ms.int32) - 1, 0))
+    labels = ops.gather_elements(chars, 1, index)  # [N, T]
+    log_probs = ops.log_softmax(logits.astype(ms.float32), -1).transpose(1, 0, 2)  # [N, T, C]
+    picked = ops.gather_elements(log_probs, 2, ops.expand_dims(labels, 2)).squeeze(2)  # [N, T]
+    words = (lengths > 0).astype(ms.float32)  # [N, 1]
+    return -(picked * words).sum() / ops.maximum(words.sum() * columns, 1.0)
+
+
 class NetworkWithLoss(nn.Cell):
     """MindOCR's AttentionLoss on the teacher-forced logits, in float32 whatever the network computes in, plus
     `aux_ctc_weight` x an auxiliary CTC loss when that is on. Returns (objective, attention loss): the second,
@@ -84,7 +104,7 @@ class NetworkWithLoss(nn.Cell):
     `guided_attention_loss` on the teacher-forced attention weights."""
 
     def __init__(self, network: nn.Cell, aux_ctc_weight: float = 0.0, seed: int = 0, label_smoothing: float = 0.0,
-                 guided_attention_weight: float = 0.0):
+                 guided_attention_weight: float = 0.0, uniform_alignment_weight: float = 0.0):
         super().__init__(auto_prefix=False)  # keep MindOCR's parameter names
         self.network = network
         self.loss = AttentionLoss()
@@ -92,6 +112,7 @@ class NetworkWithLoss(nn.Cell):
         self.smoothed_loss = AttentionLoss(self.smoothing) if self.smoothing > 0 else self.loss
         self.aux_ctc_weight = float(aux_ctc_weight)
         self.guided_attention_weight = float(guided_attention_weight)
+        self.uniform_alignment_weight = float(uniform_alignment_weight)
         if self.aux_ctc_weight > 0:
             self.aux_ctc = AuxiliaryCTC(network.spec.neck.out_channels, network.spec.num_classes, seed)
 
@@ -114,6 +135,9 @@ class NetworkWithLoss(nn.Cell):
         objective = attention_weight * objective
         if self.aux_ctc_weight > 0:
             objective = objective + self.aux_ctc_weight * self.aux_ctc(features, targets)
+        if self.uniform_alignment_weight > 0:
+            objective = objective + self.uniform_alignment_weight * uniform_alignment_loss(
+                self.aux_ctc.logits(features), targets)
         if self.guided_attention_weight > 0:
             objective = objective + self.guided_attention_weight * guided_attention_loss(alphas, targets)
         return objective, loss
