@@ -7,7 +7,8 @@ which the attention loss per character (mean of the last 20 steps, never label-s
 below 1.0: "steps to escape". A run stops there (or at --cap steps, reported as "> cap") and reads a
 held-out set, so an escape is checked to be reading; the encoder's auxiliary CTC classifier reads it too,
 which says whether a run waits on the encoder's features or on the attention. Each candidate changes one
-thing from rare_tiny.yaml.
+thing from rare_tiny.yaml (its comment says where it changes two). One is not from random weights:
+`shipped_encoder` puts a fresh attention decoder on the shipped model's trained encoder.
 
 Data: 64,000 words from `rare synth` (the demo's renderer settings: caseless, system fonts when
 scripts/install_fonts.sh ran, photo backgrounds), seed 31; 1,000 held-out words, seed 32. Seeds change the
@@ -45,6 +46,22 @@ TRAIN_WORDS, HELD_OUT_WORDS = 64_000, 1_000
 # easy_words' training words: (split, rare synth options).
 EASY_WORDS = ("train_easy", ["--case", "lower", "--top-words", "50000", "--random-fraction", "0.15",
                              "--image-format", "jpg"])
+# shipped_encoder's start: the shipped model's backbone and neck, its attention decoder left out (made by
+# `shipped_encoder()`), so the decoder starts from random weights on features that already tell letters apart.
+SHIPPED_ENCODER = RUNS / "data" / "shipped_encoder.safetensors"
+SHIPPED_NETWORK = ("model.backbone.stem_channels", "model.backbone.depths", "model.backbone.widths",
+                   "model.neck.hidden_size", "model.head.hidden_size")
+
+
+def shipped_network_opts() -> list:
+    """--opt overrides that give rare_tiny.yaml the shipped model's network, read from its config."""
+    from rare_portable.config import get_dotted, load_config
+    from rare_portable.pretrained import DEFAULT_MODEL, pretrained_config
+
+    raw = load_config(pretrained_config(DEFAULT_MODEL)).raw
+    return [f"{key}={get_dotted(raw, key)}" for key in SHIPPED_NETWORK]
+
+
 # Each candidate is rare_tiny.yaml plus these --opt overrides (one change each), likeliest to escape first.
 CANDIDATES = {
     # CTC alone shapes the encoder for 200 steps, then the attention loss joins.
@@ -62,6 +79,19 @@ CANDIDATES = {
     "lr_5e-3": ["scheduler.lr=0.005", "scheduler.min_lr=0.0005"],
     # Four times the words per step (32 -> 128, the same lr): if the encoder waits on the number of words it sees.
     "batch_128": ["train.loader.batch_size=128"],
+    # Every encoder column labelled with the character at its relative position (cross-entropy on the CTC
+    # classifier): letters to learn from the first step, where CTC must first find the alignment.
+    "uniform_alignment": ["train.uniform_alignment_weight=1.0"],
+    # The same as the classifier's main loss (CTC at 0.1, not 2.0): the two disagree on blanks.
+    "uniform_alignment_2": ["train.uniform_alignment_weight=2.0", "train.aux_ctc_weight=0.1"],
+    # Five times as strong again: if the encoder's letters come sooner the harder they are pressed.
+    "uniform_alignment_10": ["train.uniform_alignment_weight=10.0", "train.aux_ctc_weight=0.1"],
+    # With the encoder learning letters early, the attention prior too (two changes).
+    "uniform_alignment_guided": ["train.uniform_alignment_weight=2.0", "train.aux_ctc_weight=0.1",
+                                 "train.guided_attention_weight=1.0"],
+    # Trained features, a fresh decoder: the shipped network, its encoder from the shipped weights. Not a recipe
+    # from random weights; it says how long the attention itself takes once the encoder knows letters.
+    "shipped_encoder": [*shipped_network_opts(), f"model.pretrained={SHIPPED_ENCODER.relative_to(ROOT)}"],
     "baseline": [],  # AdamW 2e-3, clip 5, short-word curriculum over 0.5 epoch (1,000 steps), aux CTC 2.0
     "label_smoothing": ["loss.label_smoothing=0.1"],
     # Short words for 200 steps instead of 1,000; and no curriculum at all.
@@ -86,6 +116,19 @@ def render(split: str, count: int, seed: int, options=None) -> Path:
     subprocess.run([sys.executable, "-c", "from rare_portable.cli import main; main()", "synth", "-o", str(path),
                     "-n", str(count), "--seed", str(seed), *options, "--overwrite"], check=True)
     return path
+
+
+def shipped_encoder() -> Path:
+    """The shipped weights without `head.*`, at SHIPPED_ENCODER: fine-tuning loads the rest and logs the decoder's
+    tensors as not loaded, so they keep their random initialisation."""
+    from safetensors.numpy import load_file, save_file
+
+    from rare_portable.pretrained import DEFAULT_MODEL, pretrained_weights
+
+    state = load_file(str(pretrained_weights(DEFAULT_MODEL)))
+    SHIPPED_ENCODER.parent.mkdir(parents=True, exist_ok=True)
+    save_file({name: value for name, value in state.items() if not name.startswith("head.")}, str(SHIPPED_ENCODER))
+    return SHIPPED_ENCODER
 
 
 def run_opts(candidate: str, seed: int) -> list:
@@ -157,8 +200,11 @@ def one_run(candidate: str, seed: int, cap: int) -> dict:
     seconds = time.perf_counter() - started
     steps = result.state.global_step
     held_out = RUNS / f"{candidate}_seed{seed}" / "held_out.json"
+    network_opts = [f"--opt={opt}" for opt in CANDIDATES[candidate]
+                    if opt.startswith("model.") and not opt.startswith("model.pretrained")]
     subprocess.run([sys.executable, "-c", "from rare_portable.cli import main; main()", "eval", "-c", "rare_tiny",
-                    "-w", str(result.output_dir / "last.ckpt"), "--data", str(RUNS / "data" / "heldout"),
+                    *network_opts, "-w", str(result.output_dir / "last.ckpt"),
+                    "--data", str(RUNS / "data" / "heldout"),
                     "--json", str(held_out)], check=True, stdout=subprocess.DEVNULL)
     accuracy = json.loads(held_out.read_text())["datasets"][0]["acc"]
     ctc_accuracy = encoder_reads(config, result.output_dir, RUNS / "data" / "heldout")
@@ -222,6 +268,8 @@ def main(argv=None):
     render("heldout", HELD_OUT_WORDS, 32)
     if "easy_words" in args.only:
         render(EASY_WORDS[0], TRAIN_WORDS, 31, EASY_WORDS[1])
+    if "shipped_encoder" in args.only:
+        shipped_encoder()
     host = machine.describe()
     for seed in args.seeds:
         for candidate in args.only:
