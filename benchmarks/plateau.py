@@ -86,6 +86,11 @@ CANDIDATES = {
     "uniform_alignment_2": ["train.uniform_alignment_weight=2.0", "train.aux_ctc_weight=0.1"],
     # Five times as strong again: if the encoder's letters come sooner the harder they are pressed.
     "uniform_alignment_10": ["train.uniform_alignment_weight=10.0", "train.aux_ctc_weight=0.1"],
+    # With the encoder's labels: words of every length from the start (more letters a step), or a higher lr.
+    "uniform_alignment_all_lengths": ["train.uniform_alignment_weight=2.0", "train.aux_ctc_weight=0.1",
+                                      "train.curriculum=null"],
+    "uniform_alignment_lr_5e-3": ["train.uniform_alignment_weight=2.0", "train.aux_ctc_weight=0.1",
+                                  "scheduler.lr=0.005", "scheduler.min_lr=0.0005"],
     # With the encoder learning letters early, the attention prior too (two changes).
     "uniform_alignment_guided": ["train.uniform_alignment_weight=2.0", "train.aux_ctc_weight=0.1",
                                  "train.guided_attention_weight=1.0"],
