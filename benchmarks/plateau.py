@@ -7,7 +7,7 @@ which the attention loss per character (mean of the last 20 steps, never label-s
 below 1.0: "steps to escape". A run stops there (or at --cap steps, reported as "> cap") and reads a
 held-out set, so an escape is checked to be reading; the encoder's auxiliary CTC classifier reads it too,
 which says whether a run waits on the encoder's features or on the attention. Each candidate changes one
-thing from rare_tiny.yaml (its comment says where it changes two). One is not from random weights:
+thing from rare_tiny.yaml (its comment says where it changes more). One is not from random weights:
 `shipped_encoder` puts a fresh attention decoder on the shipped model's trained encoder.
 
 Data: 64,000 words from `rare synth` (the demo's renderer settings: caseless, system fonts when
@@ -82,16 +82,17 @@ CANDIDATES = {
     # Every encoder column labelled with the character at its relative position (cross-entropy on the CTC
     # classifier): letters to learn from the first step, where CTC must first find the alignment.
     "uniform_alignment": ["train.uniform_alignment_weight=1.0"],
-    # The same as the classifier's main loss (CTC at 0.1, not 2.0): the two disagree on blanks.
+    # The labels as the classifier's main loss, CTC at 0.1 instead of 2.0 (two changes): the two disagree on blanks.
     "uniform_alignment_2": ["train.uniform_alignment_weight=2.0", "train.aux_ctc_weight=0.1"],
-    # Five times as strong again: if the encoder's letters come sooner the harder they are pressed.
+    # Five times as strong again (two changes): if the encoder's letters come sooner the harder they are pressed.
     "uniform_alignment_10": ["train.uniform_alignment_weight=10.0", "train.aux_ctc_weight=0.1"],
-    # With the encoder's labels: words of every length from the start (more letters a step), or a higher lr.
+    # With the encoder's labels (three changes): words of every length from the start (more letters a step), or a
+    # higher lr.
     "uniform_alignment_all_lengths": ["train.uniform_alignment_weight=2.0", "train.aux_ctc_weight=0.1",
                                       "train.curriculum=null"],
     "uniform_alignment_lr_5e-3": ["train.uniform_alignment_weight=2.0", "train.aux_ctc_weight=0.1",
                                   "scheduler.lr=0.005", "scheduler.min_lr=0.0005"],
-    # With the encoder learning letters early, the attention prior too (two changes).
+    # With the encoder learning letters early, the attention prior too (three changes).
     "uniform_alignment_guided": ["train.uniform_alignment_weight=2.0", "train.aux_ctc_weight=0.1",
                                  "train.guided_attention_weight=1.0"],
     # Trained features, a fresh decoder: the shipped network, its encoder from the shipped weights. Not a recipe

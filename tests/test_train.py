@@ -668,16 +668,20 @@ def test_uniform_alignment_loss_labels_each_column_with_the_character_under_it()
                       ["train.aux_ctc_weight=0", "train.uniform_alignment_weight=1.0"])
 
 
+def classifier_only_opts(data_root, out, *extra):
+    """A tiny run whose attention loss is held at 0 (warm-up): only the training-only losses (CTC and what `extra`
+    turns on) move the network."""
+    return tiny_opts(data_root, out, "train.aux_ctc_weight=0.5", "train.attention_warmup_steps=100",
+                     "optimizer.weight_decay=0", "scheduler.warmup_epochs=0", *extra)
+
+
 def test_guided_attention_trains_the_attention_from_the_first_step(data_root, tmp_path):
     """With the attention loss held at 0 (warm-up) and CTC on, only the guided prior reaches the attention
     score layer: it moves; without the prior it stays."""
-    opts = lambda name, *extra: tiny_opts(data_root, tmp_path / name, "train.aux_ctc_weight=0.5",
-                                          "train.attention_warmup_steps=100", "optimizer.weight_decay=0",
-                                          "scheduler.warmup_epochs=0", *extra)
     score = "head.attention_cell.score.weight"
     moved = {}
     for name, extra in (("guided", ["train.guided_attention_weight=1.0"]), ("plain", [])):
-        t = trainer(opts(name, *extra))
+        t = trainer(classifier_only_opts(data_root, tmp_path / name, *extra))
         before = get_state(t.network)[score]
         t.on_step = lambda info: info.global_step >= 3
         t.run()
@@ -688,13 +692,10 @@ def test_guided_attention_trains_the_attention_from_the_first_step(data_root, tm
 def test_uniform_alignment_reaches_the_compiled_step(data_root, tmp_path):
     """The same run with and without train.uniform_alignment_weight moves the encoder differently from the first
     update on (the attention loss held at 0, so only the classifier's losses reach the encoder)."""
-    opts = lambda name, *extra: tiny_opts(data_root, tmp_path / name, "train.aux_ctc_weight=0.5",
-                                          "train.attention_warmup_steps=100", "optimizer.weight_decay=0",
-                                          "scheduler.warmup_epochs=0", *extra)
     conv = "backbone.conv1_1.conv.weight"
     after = {}
     for name, extra in (("uniform", ["train.uniform_alignment_weight=1.0"]), ("plain", [])):
-        t = trainer(opts(name, *extra))
+        t = trainer(classifier_only_opts(data_root, tmp_path / name, *extra))
         t.on_step = lambda info: info.global_step >= 2
         t.run()
         after[name] = get_state(t.network)[conv]

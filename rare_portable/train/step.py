@@ -101,7 +101,8 @@ class NetworkWithLoss(nn.Cell):
     `attention_weight` (an input of the step, like the lr) scales the attention loss in the objective: 0 while
     `train.attention_warmup_steps` lets CTC alone shape the encoder first. (A Parameter set from Python
     between steps was measured not to reach the compiled step.) `guided_attention_weight` adds
-    `guided_attention_loss` on the teacher-forced attention weights."""
+    `guided_attention_loss` on the teacher-forced attention weights, `uniform_alignment_weight` adds
+    `uniform_alignment_loss` on the auxiliary CTC classifier's columns."""
 
     def __init__(self, network: nn.Cell, aux_ctc_weight: float = 0.0, seed: int = 0, label_smoothing: float = 0.0,
                  guided_attention_weight: float = 0.0, uniform_alignment_weight: float = 0.0):
