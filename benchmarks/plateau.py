@@ -53,6 +53,12 @@ SHIPPED_NETWORK = ("model.backbone.stem_channels", "model.backbone.depths", "mod
                    "model.neck.hidden_size", "model.head.hidden_size")
 
 
+def shipped_weights() -> Path:
+    from rare_portable.pretrained import DEFAULT_MODEL, pretrained_weights
+
+    return pretrained_weights(DEFAULT_MODEL)
+
+
 def shipped_network_opts() -> list:
     """--opt overrides that give rare_tiny.yaml the shipped model's network, read from its config."""
     from rare_portable.config import get_dotted, load_config
@@ -98,6 +104,11 @@ CANDIDATES = {
     # Trained features, a fresh decoder: the shipped network, its encoder from the shipped weights. Not a recipe
     # from random weights; it says how long the attention itself takes once the encoder knows letters.
     "shipped_encoder": [*shipped_network_opts(), f"model.pretrained={SHIPPED_ENCODER.relative_to(ROOT)}"],
+    # The shipped model onto another dictionary (MindOCR's en, 94 characters; the labels stay lower case), as
+    # `rare train -w rare_small_en` does it: only the classifier and the decoder's one-hot columns start afresh.
+    "shipped_new_dictionary": [*shipped_network_opts(), "common.character_dict_path=mindocr/utils/dict/en_dict.txt",
+                               "common.num_classes=96", "model.head.out_channels=96",
+                               f"model.pretrained={shipped_weights().relative_to(ROOT)}"],
     "baseline": [],  # AdamW 2e-3, clip 5, short-word curriculum over 0.5 epoch (1,000 steps), aux CTC 2.0
     "label_smoothing": ["loss.label_smoothing=0.1"],
     # Short words for 200 steps instead of 1,000; and no curriculum at all.
@@ -129,9 +140,7 @@ def shipped_encoder() -> Path:
     tensors as not loaded, so they keep their random initialisation."""
     from safetensors.numpy import load_file, save_file
 
-    from rare_portable.pretrained import DEFAULT_MODEL, pretrained_weights
-
-    state = load_file(str(pretrained_weights(DEFAULT_MODEL)))
+    state = load_file(str(shipped_weights()))
     SHIPPED_ENCODER.parent.mkdir(parents=True, exist_ok=True)
     save_file({name: value for name, value in state.items() if not name.startswith("head.")}, str(SHIPPED_ENCODER))
     return SHIPPED_ENCODER
@@ -207,7 +216,7 @@ def one_run(candidate: str, seed: int, cap: int) -> dict:
     steps = result.state.global_step
     held_out = RUNS / f"{candidate}_seed{seed}" / "held_out.json"
     network_opts = [f"--opt={opt}" for opt in CANDIDATES[candidate]
-                    if opt.startswith("model.") and not opt.startswith("model.pretrained")]
+                    if opt.startswith(("model.", "common.")) and not opt.startswith("model.pretrained")]
     subprocess.run([sys.executable, "-c", "from rare_portable.cli import main; main()", "eval", "-c", "rare_tiny",
                     *network_opts, "-w", str(result.output_dir / "last.ckpt"),
                     "--data", str(RUNS / "data" / "heldout"),
