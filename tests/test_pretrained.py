@@ -87,20 +87,31 @@ def test_the_shipped_model_reads_a_word_turned_either_way(tmp_path):
     assert read == {"up.png": "underground", "down.png": "underground"}
 
 
+def shipped_reading(crop, spec=None, **lexicon) -> str:
+    """What the shipped model reads in `crop` on torch: with `spec` (default: its config's), and with those fields of
+    the spec's lexicon changed (e.g. `max_skipped=0`)."""
+    import dataclasses
+
+    from runtimes import open_runtime
+
+    spec = spec or load_config(DEFAULT_MODEL).spec
+    if lexicon:
+        spec = dataclasses.replace(spec, lexicon=dataclasses.replace(spec.lexicon, **lexicon))
+    return open_runtime("torch", spec, DEFAULT_MODEL).recognise([crop], lower=True)[0][0]
+
+
 @needs_shared
 def test_the_shipped_model_reads_an_unsure_crop_again_padded():
     """Its config reads a crop again with its edges repeated when unsure (RereadPadded): IIIT5K's held-out sample
     1560, "Customers", cut close at its left and right, reads "gustomgrs" as it is."""
     import dataclasses
 
-    from runtimes import open_runtime
-
     crop = real_validation_crop("IIIT5k_train", 1560, "Customers")
     spec = dataclasses.replace(load_config(DEFAULT_MODEL).spec, lexicon=None)  # the rule alone (the lexicon fixes it too)
     assert spec.input.reread_padded == (0.25, 0.9)
     once = dataclasses.replace(spec, input=dataclasses.replace(spec.input, reread_padded=None))
-    assert open_runtime("torch", once, DEFAULT_MODEL).recognise([crop], lower=True)[0][0] != "customers"
-    assert open_runtime("torch", spec, DEFAULT_MODEL).recognise([crop], lower=True)[0][0] == "customers"
+    assert shipped_reading(crop, once) != "customers"
+    assert shipped_reading(crop, spec) == "customers"
 
 
 @needs_shared
@@ -110,30 +121,22 @@ def test_the_shipped_model_reads_a_near_miss_as_the_word_it_nearly_read():
     import dataclasses
 
     from rare_portable.data.preprocess import decode_image
-    from runtimes import open_runtime
 
     crop = decode_image((REAL_WORDS / "demo_1.png").read_bytes(), "demo_1.png")
     spec = load_config(DEFAULT_MODEL).spec
     assert spec.lexicon is not None and spec.lexicon.words == "en"
-    without = dataclasses.replace(spec, lexicon=None)
-    assert open_runtime("torch", without, DEFAULT_MODEL).recognise([crop], lower=True)[0][0] == "avallable"
-    assert open_runtime("torch", spec, DEFAULT_MODEL).recognise([crop], lower=True)[0][0] == "available"
+    assert shipped_reading(crop, dataclasses.replace(spec, lexicon=None)) == "avallable"
+    assert shipped_reading(crop) == "available"
 
 
 @needs_shared
 def test_the_shipped_model_puts_back_a_character_it_skipped():
     """SVT_train sample 128, "MARKET": the model stops after "marke" (a reading that is not a word); the lexicon,
     allowed a skipped character, reads the word the last step nearly read."""
-    import dataclasses
-
-    from runtimes import open_runtime
-
     crop = real_validation_crop("SVT_train", 128, "MARKET")
-    spec = load_config(DEFAULT_MODEL).spec
-    assert spec.lexicon.max_skipped == 1
-    no_skip = dataclasses.replace(spec, lexicon=dataclasses.replace(spec.lexicon, max_skipped=0))
-    assert open_runtime("torch", no_skip, DEFAULT_MODEL).recognise([crop], lower=True)[0][0] == "marke"
-    assert open_runtime("torch", spec, DEFAULT_MODEL).recognise([crop], lower=True)[0][0] == "market"
+    assert load_config(DEFAULT_MODEL).spec.lexicon.max_skipped == 1
+    assert shipped_reading(crop, max_skipped=0) == "marke"
+    assert shipped_reading(crop) == "market"
 
 
 @needs_shared
@@ -142,59 +145,42 @@ def test_the_shipped_model_weighs_a_skipped_last_letter_against_stopping():
     0.56; "merry" takes the step's "y", and the reading pays for its STOP there, so the two are weighed over the
     same steps."""
     from rare_portable.data.preprocess import decode_image
-    from runtimes import open_runtime
 
     crop = decode_image((REAL_WORDS / "demo_6.png").read_bytes(), "demo_6.png")
-    spec = load_config(DEFAULT_MODEL).spec
-    assert open_runtime("torch", spec, DEFAULT_MODEL).recognise([crop], lower=True)[0][0] == "merry"
+    assert shipped_reading(crop) == "merry"
 
 
 @needs_shared
 def test_the_shipped_model_reads_a_frequent_word_for_a_rare_one_it_half_read():
     """SVT_train sample 108, "AND": the model reads "ait", a word of the lexicon but a rare one; allowed to weigh a
     word read against the near words (word_margin), the lexicon reads the frequent word it nearly read."""
-    import dataclasses
-
-    from runtimes import open_runtime
-
-    spec = load_config(DEFAULT_MODEL).spec
-    assert spec.lexicon.word_margin == 1.0
+    assert load_config(DEFAULT_MODEL).spec.lexicon.word_margin == 1.0
     crop = real_validation_crop("SVT_train", 108, "AND")
-    words_kept = dataclasses.replace(spec, lexicon=dataclasses.replace(spec.lexicon, word_margin=None))
-    assert open_runtime("torch", words_kept, DEFAULT_MODEL).recognise([crop], lower=True)[0][0] == "ait"
-    assert open_runtime("torch", spec, DEFAULT_MODEL).recognise([crop], lower=True)[0][0] == "and"
+    assert shipped_reading(crop, word_margin=None) == "ait"
+    assert shipped_reading(crop) == "and"
 
 
+@needs_shared
 def test_the_shipped_lexicon_holds_less_frequent_words_too(tmp_path):
     """SVT_train sample 64, "TIMBERLINE", read "limherline": the 69,162nd word of the shipped lexicon (the 100,000
     most frequent English words since 2026-12-07), which the 50,000 it held before did not have."""
-    import dataclasses
-
     from rare_portable.lexicon import lexicon_path
-    from runtimes import open_runtime
 
-    spec = load_config(DEFAULT_MODEL).spec
     crop = real_validation_crop("SVT_train", 64, "TIMBERLINE")
     first = tmp_path / "first_50000.txt"
     first.write_text("\n".join(lexicon_path("en").read_text(encoding="utf-8").splitlines()[:50000]), encoding="utf-8")
-    fewer = dataclasses.replace(spec, lexicon=dataclasses.replace(spec.lexicon, words=str(first)))
-    assert open_runtime("torch", fewer, DEFAULT_MODEL).recognise([crop], lower=True)[0][0] == "limherline"
-    assert open_runtime("torch", spec, DEFAULT_MODEL).recognise([crop], lower=True)[0][0] == "timberline"
+    assert shipped_reading(crop, words=str(first)) == "limherline"
+    assert shipped_reading(crop) == "timberline"
 
 
+@needs_shared
 def test_the_shipped_lexicon_takes_a_word_up_to_e6_times_less_likely():
     """SVT_train sample 11, "SUBWAY", read "subwal": with the ratio before 2026-12-07 (e^4) the reading stays, with
     the shipped one (e^6) the lexicon reads the word."""
-    import dataclasses
-
-    from runtimes import open_runtime
-
-    spec = load_config(DEFAULT_MODEL).spec
-    assert spec.lexicon.max_log_ratio == 6.0
+    assert load_config(DEFAULT_MODEL).spec.lexicon.max_log_ratio == 6.0
     crop = real_validation_crop("SVT_train", 11, "SUBWAY")
-    surer = dataclasses.replace(spec, lexicon=dataclasses.replace(spec.lexicon, max_log_ratio=4.0))
-    assert open_runtime("torch", surer, DEFAULT_MODEL).recognise([crop], lower=True)[0][0] == "subwal"
-    assert open_runtime("torch", spec, DEFAULT_MODEL).recognise([crop], lower=True)[0][0] == "subway"
+    assert shipped_reading(crop, max_log_ratio=4.0) == "subwal"
+    assert shipped_reading(crop) == "subway"
 
 
 @needs_shared
