@@ -40,12 +40,13 @@ class AuxiliaryCTC(nn.Cell):
         """Per-column class scores [T, N, C] of `features` [T, N, F] (time-major); class 0 is the blank."""
         return ops.matmul(features.astype(ms.float32), self.weight.T) + self.bias
 
-    def construct(self, features, targets):
-        """`features` [T, N, F] time-major; `targets` [N, 1 + steps] as the attention loss takes them."""
-        log_probs = ops.log_softmax(self.logits(features), -1)
+    def construct(self, logits, targets):
+        """The CTC loss of `logits` (`self.logits(features)`, which the column labels read too); `targets`
+        [N, 1 + steps] as the attention loss takes them."""
+        log_probs = ops.log_softmax(logits, -1)
         labels = targets[:, 1:].astype(ms.int32)
         label_lengths = (labels >= 2).astype(ms.int32).sum(1)  # characters; STOP (1) and padding (0) are not
-        input_lengths = ops.fill(ms.int32, (features.shape[1],), features.shape[0])
+        input_lengths = ops.fill(ms.int32, (logits.shape[1],), logits.shape[0])
         loss, _ = ops.ctc_loss(log_probs, labels, input_lengths, label_lengths, blank=0, reduction="mean",
                                zero_infinity=True)
         return loss
@@ -77,8 +78,8 @@ def uniform_alignment_loss(logits, targets):
     character floor((s + 0.5) / T * L) of a word of L characters, as if the word filled the image evenly (it is
     stretched to do so). CTC must first discover where the characters are, and a fresh encoder learns no
     letters while it waits; this label is roughly right from the first step, so every column gets a letter to
-    learn at once. It is a valid CTC path for words without doubled letters. `logits` [T, N, C]; returns the
-    mean over the columns of words with characters."""
+    learn at once. It is a valid CTC path for words without doubled letters. `logits` [T, N, C] float32, the
+    classifier's (`AuxiliaryCTC.logits`); returns the mean over the columns of words with characters."""
     columns = logits.shape[0]
     chars = targets[:, 1:].astype(ms.int32)  # [N, steps]
     lengths = (chars >= 2).astype(ms.float32).sum(1, keepdims=True)  # [N, 1]
@@ -86,7 +87,7 @@ def uniform_alignment_loss(logits, targets):
     index = ops.floor(position.reshape(1, -1) * lengths).astype(ms.int32)  # [N, T]
     index = ops.minimum(index, ops.maximum(lengths.astype(ms.int32) - 1, 0))
     labels = ops.gather_elements(chars, 1, index)  # [N, T]
-    log_probs = ops.log_softmax(logits.astype(ms.float32), -1).transpose(1, 0, 2)  # [N, T, C]
+    log_probs = ops.log_softmax(logits, -1).transpose(1, 0, 2)  # [N, T, C]
     picked = ops.gather_elements(log_probs, 2, ops.expand_dims(labels, 2)).squeeze(2)  # [N, T]
     words = (lengths > 0).astype(ms.float32)  # [N, 1]
     return -(picked * words).sum() / ops.maximum(words.sum() * columns, 1.0)
@@ -135,10 +136,10 @@ class NetworkWithLoss(nn.Cell):
         objective, loss = self.attention_losses(logits, targets)
         objective = attention_weight * objective
         if self.aux_ctc_weight > 0:
-            objective = objective + self.aux_ctc_weight * self.aux_ctc(features, targets)
-        if self.uniform_alignment_weight > 0:
-            objective = objective + self.uniform_alignment_weight * uniform_alignment_loss(
-                self.aux_ctc.logits(features), targets)
+            columns = self.aux_ctc.logits(features)
+            objective = objective + self.aux_ctc_weight * self.aux_ctc(columns, targets)
+            if self.uniform_alignment_weight > 0:  # settings allow it only beside the CTC loss
+                objective = objective + self.uniform_alignment_weight * uniform_alignment_loss(columns, targets)
         if self.guided_attention_weight > 0:
             objective = objective + self.guided_attention_weight * guided_attention_loss(alphas, targets)
         return objective, loss
