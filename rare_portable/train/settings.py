@@ -44,6 +44,9 @@ SCALAR_KEYS = {
 }
 CLIP_NORM = Key("train.clip_norm", float, 1.0)
 ATTENTION_WARMUP_STEPS = Key("train.attention_warmup_steps", int, 0)
+# Keys that act through the auxiliary CTC classifier (train.aux_ctc_weight), and what each does with it.
+NEEDS_AUX_CTC = ((ATTENTION_WARMUP_STEPS, "trains the encoder through the auxiliary CTC loss first"),
+                 (SCALAR_KEYS["uniform_alignment_weight"], "labels the columns of the auxiliary CTC classifier"))
 LABEL_SMOOTHING = Key("loss.label_smoothing", float, 0.0)
 BATCH_SIZE_KEYS = ("common.batch_size", "train.loader.batch_size")
 
@@ -100,7 +103,7 @@ def read_settings(config: RareConfig, opts: Sequence[str] = ()) -> TrainSettings
         raise ConfigError(f"system.mode must be 0 (graph) or 1 (pynative), got {mode!r}")
     max_text_len = config.spec.head.batch_max_length
     train = section(raw, "train")
-    _check_uniform_alignment(train)
+    _check_needs_aux_ctc(train)
     return TrainSettings(
         graph_mode=mode == 0,
         amp_level=amp_level,
@@ -115,7 +118,7 @@ def read_settings(config: RareConfig, opts: Sequence[str] = ()) -> TrainSettings
         optimizer=read_optimizer(section(raw, "optimizer")),
         loss_scale=read_loss_scale(raw.get("loss_scaler")),
         curriculum=read_curriculum(get_dotted(raw, "train.curriculum"), max_text_len),
-        attention_warmup_steps=_attention_warmup_steps(train),
+        attention_warmup_steps=ATTENTION_WARMUP_STEPS.get(train),
         label_smoothing=_label_smoothing(section(raw, "loss")),
         pretrained=_optional_path(get_dotted(raw, "model.pretrained"), "model.pretrained"),
         resume=_resume(get_dotted(raw, "model.resume")),
@@ -162,18 +165,13 @@ def _clip_norm(train: Mapping[str, Any]) -> Optional[float]:
     return norm
 
 
-def _attention_warmup_steps(train: Mapping[str, Any]) -> int:
-    steps = ATTENTION_WARMUP_STEPS.get(train)
-    if steps and not train.get("aux_ctc_weight"):
-        raise ConfigError("train.attention_warmup_steps trains the encoder through the auxiliary CTC loss first: "
-                          "set train.aux_ctc_weight > 0 too, or drop attention_warmup_steps")
-    return steps
-
-
-def _check_uniform_alignment(train: Mapping[str, Any]) -> None:
-    if SCALAR_KEYS["uniform_alignment_weight"].get(train) and not train.get("aux_ctc_weight"):
-        raise ConfigError("train.uniform_alignment_weight labels the columns of the auxiliary CTC classifier: set "
-                          "train.aux_ctc_weight > 0 too, or drop uniform_alignment_weight")
+def _check_needs_aux_ctc(train: Mapping[str, Any]) -> None:
+    """Keys that act through the auxiliary CTC classifier are an error without it."""
+    if train.get("aux_ctc_weight"):
+        return
+    for key, what in NEEDS_AUX_CTC:
+        if key.get(train):
+            raise ConfigError(f"{key.dotted} {what}: set train.aux_ctc_weight > 0 too, or drop {key.name}")
 
 
 def _label_smoothing(loss: Mapping[str, Any]) -> float:
