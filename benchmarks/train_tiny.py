@@ -10,10 +10,11 @@
    measured speed unless --epochs is given), validating on the held-out set every epoch, then evaluates
    last.ckpt on it.
 
-    python -m benchmarks.train_tiny [--minutes 30] [--train-samples 100000] [--opt KEY=VALUE ...]
+    python -m benchmarks.train_tiny [--minutes 30] [--train-samples 100000] [--opt KEY=VALUE ...] [--tag NAME]
 
-Writes benchmarks/results/train_tiny.json and train_tiny_curves.png (the run's curves.png). Goal: >= 90%
-held-out word accuracy within 30 minutes.
+Writes benchmarks/results/train_tiny.json and train_tiny_curves.png (the run's curves.png); with --tag NAME,
+train_tiny_NAME.json and train_tiny_NAME_curves.png, so a recipe compared with the reference run keeps its own
+record. Goal: >= 90% held-out word accuracy within 30 minutes.
 """
 from __future__ import annotations
 
@@ -152,7 +153,9 @@ def main() -> None:
                         help="train.ckpt_save_dir (replaced).")
     parser.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
                         help="Config override, as `rare train --opt` (repeatable), e.g. optimizer.opt=adadelta.")
+    parser.add_argument("--tag", help="Name of this recipe's record: train_tiny_TAG.json (default: train_tiny.json).")
     args = parser.parse_args()
+    record = "train_tiny" + (f"_{args.tag}" if args.tag else "")
 
     described = machine.describe()
     base = load_config("rare_tiny")
@@ -186,7 +189,8 @@ def main() -> None:
     train_minutes = (time.perf_counter() - started) / 60
     final = held_out_accuracy(config, read_settings(config, opts), args.output / "last.ckpt")
     loop = loop_speed(args.output / "steps.csv")
-    shutil.copyfile(args.output / "curves.png", RESULTS / "train_tiny_curves.png")
+    curves = RESULTS / f"{record}_curves.png"
+    shutil.copyfile(args.output / "curves.png", curves)
 
     report = {
         "config": "rare_tiny", "opts": opts, "minutes_budget": args.minutes,
@@ -200,10 +204,10 @@ def main() -> None:
         "held_out_last": final, "best_val_acc": result.state.best_acc if result.state.best_epoch else None,
         "goal_acc": GOAL_ACC, "goal_met": final["acc"] >= GOAL_ACC,
         "machine": machine.finish(described),
-        "curves": str(RESULTS / "train_tiny_curves.png"), "run_dir": str(args.output),
+        "curves": str(curves), "run_dir": str(args.output),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "train_tiny.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / f"{record}.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 
 
