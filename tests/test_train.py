@@ -69,7 +69,7 @@ def tiny_opts(data_root: Path, out: Path, *extra: str):
         f"eval.dataset.dataset_root={data_root}", "eval.dataset.data_dir=val", f"train.ckpt_save_dir={out}",
         # MindOCR's recipe, not rare_tiny's 2-core one: the references below are written for it
         "scheduler.lr=0.0005", "scheduler.min_lr=0.0", "train.clip_grad=False", "train.curriculum=null",
-        "train.aux_ctc_weight=0", *extra,
+        "train.aux_ctc_weight=0", "train.uniform_alignment_weight=0", *extra,
     ]
 
 
@@ -666,6 +666,17 @@ def test_uniform_alignment_loss_labels_each_column_with_the_character_under_it()
     with pytest.raises(ConfigError, match="aux_ctc_weight"):
         read_settings(load_config("rare_tiny", ["train.aux_ctc_weight=0", "train.uniform_alignment_weight=1.0"]),
                       ["train.aux_ctc_weight=0", "train.uniform_alignment_weight=1.0"])
+
+
+def test_uniform_alignment_is_rare_tinys_recipe_and_refused_on_padded_inputs(keep_ratio_config):
+    """rare_tiny.yaml labels the encoder's columns (the plateau study's recipe); where inputs are padded on the right,
+    the evenly spread labels would fall on the padding, so the key is refused with its fix, and 0 is accepted."""
+    settings = read_settings(load_config("rare_tiny"))
+    assert (settings.uniform_alignment_weight, settings.aux_ctc_weight) == (2.0, 0.1)
+    with pytest.raises(ConfigError, match=r"pads inputs on the right .*: set train.uniform_alignment_weight=0$"):
+        read_settings(load_config(keep_ratio_config))
+    off = ["train.uniform_alignment_weight=0"]
+    assert read_settings(load_config(keep_ratio_config, off), off).uniform_alignment_weight == 0
 
 
 def classifier_only_opts(data_root, out, *extra):

@@ -104,6 +104,7 @@ def read_settings(config: RareConfig, opts: Sequence[str] = ()) -> TrainSettings
     max_text_len = config.spec.head.batch_max_length
     train = section(raw, "train")
     _check_needs_aux_ctc(train)
+    _check_uniform_alignment_fits(train, config)
     return TrainSettings(
         graph_mode=mode == 0,
         amp_level=amp_level,
@@ -172,6 +173,14 @@ def _check_needs_aux_ctc(train: Mapping[str, Any]) -> None:
     for key, what in NEEDS_AUX_CTC:
         if key.get(train):
             raise ConfigError(f"{key.dotted} {what}: set train.aux_ctc_weight > 0 too, or drop {key.name}")
+
+
+def _check_uniform_alignment_fits(train: Mapping[str, Any], config: RareConfig) -> None:
+    """The column labels spread each word over the input's whole width: padded inputs would label the padding."""
+    key = SCALAR_KEYS["uniform_alignment_weight"]
+    if key.get(train) and config.spec.input.padding:
+        raise ConfigError(f"{key.dotted} spreads each word over the input's whole width, but {config.source} pads "
+                          f"inputs on the right (keep_ratio with padding): set {key.dotted}=0")
 
 
 def _label_smoothing(loss: Mapping[str, Any]) -> float:
