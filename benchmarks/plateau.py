@@ -188,7 +188,7 @@ def encoder_reads(config, run_dir: Path, held_out: Path, limit: int = 500):
     for start in range(0, len(samples), 50):
         part = samples[start:start + 50]
         features = network.encode(ms.Tensor(batch([s.image for s in part], config.spec.input)))
-        classes = classifier.logits(features).asnumpy().argmax(-1).T  # [N, T]
+        classes = classifier.log_probs(features).asnumpy().argmax(-1).T  # [N, T]
         for row, sample in zip(classes, part):
             kept = [k for i, k in enumerate(row) if k >= NUM_SPECIAL and (i == 0 or k != row[i - 1])]
             correct += metric.is_correct("".join(config.spec.charset.chars[k - NUM_SPECIAL] for k in kept),

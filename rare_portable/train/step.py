@@ -14,6 +14,7 @@ import numpy as np
 import mindspore as ms
 from mindspore import Parameter, ParameterTuple, Tensor, amp, nn, ops
 
+from ..charset import NUM_SPECIAL
 from .losses import AttentionLoss
 
 AUX_CTC_PREFIX = "aux_ctc."
@@ -36,20 +37,25 @@ class AuxiliaryCTC(nn.Cell):
                                 name=AUX_CTC_PREFIX + "weight")
         self.bias = Parameter(Tensor(np.zeros(num_classes, np.float32)), name=AUX_CTC_PREFIX + "bias")
 
-    def logits(self, features):
-        """Per-column class scores [T, N, C] of `features` [T, N, F] (time-major); class 0 is the blank."""
-        return ops.matmul(features.astype(ms.float32), self.weight.T) + self.bias
+    def log_probs(self, features):
+        """Per-column class log-probabilities [T, N, C] of `features` [T, N, F] (time-major), float32; class 0 is
+        the blank."""
+        return ops.log_softmax(ops.matmul(features.astype(ms.float32), self.weight.T) + self.bias, -1)
 
-    def construct(self, logits, targets):
-        """The CTC loss of `logits` (`self.logits(features)`, which the column labels read too); `targets`
+    def construct(self, log_probs, targets):
+        """The CTC loss of `log_probs` (`self.log_probs(features)`, which the column labels read too); `targets`
         [N, 1 + steps] as the attention loss takes them."""
-        log_probs = ops.log_softmax(logits, -1)
         labels = targets[:, 1:].astype(ms.int32)
-        label_lengths = (labels >= 2).astype(ms.int32).sum(1)  # characters; STOP (1) and padding (0) are not
-        input_lengths = ops.fill(ms.int32, (logits.shape[1],), logits.shape[0])
+        label_lengths = character_steps(labels).astype(ms.int32).sum(1)
+        input_lengths = ops.fill(ms.int32, (log_probs.shape[1],), log_probs.shape[0])
         loss, _ = ops.ctc_loss(log_probs, labels, input_lengths, label_lengths, blank=0, reduction="mean",
                                zero_infinity=True)
         return loss
+
+
+def character_steps(labels):
+    """True where `labels` (the targets after GO) hold a character: STOP (1) and padding (0) are not."""
+    return labels >= NUM_SPECIAL
 
 
 GUIDED_ATTENTION_SIGMA = 0.2  # Tachibana et al.'s g: the prior's width, as a fraction of the word
@@ -63,7 +69,7 @@ def guided_attention_loss(alphas, targets, sigma: float = GUIDED_ATTENTION_SIGMA
     on its plateau until it finds positions by chance. `alphas` [N, steps, T]; STOP and padding steps are
     not guided. Returns the mean over character steps."""
     steps, columns = alphas.shape[1], alphas.shape[2]
-    chars = (targets[:, 1:1 + steps] >= 2).astype(ms.float32)  # [N, steps]: 1 on character steps
+    chars = character_steps(targets[:, 1:1 + steps]).astype(ms.float32)  # [N, steps]: 1 on character steps
     lengths = ops.maximum(chars.sum(1, keepdims=True), 1.0)  # [N, 1]
     expected = (ops.arange(steps, dtype=ms.float32).reshape(1, -1) + 0.5) / lengths  # [N, steps]
     position = (ops.arange(columns, dtype=ms.float32) + 0.5) / columns  # [T]
@@ -73,22 +79,21 @@ def guided_attention_loss(alphas, targets, sigma: float = GUIDED_ATTENTION_SIGMA
     return (per_step * chars).sum() / ops.maximum(chars.sum(), 1.0)
 
 
-def uniform_alignment_loss(logits, targets):
+def uniform_alignment_loss(log_probs, targets):
     """A training-only per-column cross-entropy on the auxiliary CTC classifier: column s of T is labelled with
     character floor((s + 0.5) / T * L) of a word of L characters, as if the word filled the image evenly (it is
     stretched to do so). CTC must first discover where the characters are, and a fresh encoder learns no
     letters while it waits; this label is roughly right from the first step, so every column gets a letter to
-    learn at once. It is a valid CTC path for words without doubled letters. `logits` [T, N, C] float32, the
-    classifier's (`AuxiliaryCTC.logits`); returns the mean over the columns of words with characters."""
-    columns = logits.shape[0]
+    learn at once. It is a valid CTC path for words without doubled letters. `log_probs` [T, N, C] float32, the
+    classifier's (`AuxiliaryCTC.log_probs`); returns the mean over the columns of words with characters."""
+    columns = log_probs.shape[0]
     chars = targets[:, 1:].astype(ms.int32)  # [N, steps]
-    lengths = (chars >= 2).astype(ms.float32).sum(1, keepdims=True)  # [N, 1]
+    lengths = character_steps(chars).astype(ms.float32).sum(1, keepdims=True)  # [N, 1]
     position = (ops.arange(columns, dtype=ms.float32) + 0.5) / columns  # [T]
     index = ops.floor(position.reshape(1, -1) * lengths).astype(ms.int32)  # [N, T]
     index = ops.minimum(index, ops.maximum(lengths.astype(ms.int32) - 1, 0))
     labels = ops.gather_elements(chars, 1, index)  # [N, T]
-    log_probs = ops.log_softmax(logits, -1).transpose(1, 0, 2)  # [N, T, C]
-    picked = ops.gather_elements(log_probs, 2, ops.expand_dims(labels, 2)).squeeze(2)  # [N, T]
+    picked = ops.gather_elements(log_probs.transpose(1, 0, 2), 2, ops.expand_dims(labels, 2)).squeeze(2)  # [N, T]
     words = (lengths > 0).astype(ms.float32)  # [N, 1]
     return -(picked * words).sum() / ops.maximum(words.sum() * columns, 1.0)
 
@@ -136,10 +141,11 @@ class NetworkWithLoss(nn.Cell):
         objective, loss = self.attention_losses(logits, targets)
         objective = attention_weight * objective
         if self.aux_ctc_weight > 0:
-            columns = self.aux_ctc.logits(features)
-            objective = objective + self.aux_ctc_weight * self.aux_ctc(columns, targets)
+            column_log_probs = self.aux_ctc.log_probs(features)
+            objective = objective + self.aux_ctc_weight * self.aux_ctc(column_log_probs, targets)
             if self.uniform_alignment_weight > 0:  # settings allow it only beside the CTC loss
-                objective = objective + self.uniform_alignment_weight * uniform_alignment_loss(columns, targets)
+                labelled = uniform_alignment_loss(column_log_probs, targets)
+                objective = objective + self.uniform_alignment_weight * labelled
         if self.guided_attention_weight > 0:
             objective = objective + self.guided_attention_weight * guided_attention_loss(alphas, targets)
         return objective, loss
